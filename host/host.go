@@ -1,0 +1,436 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Runtime holds a compiled plugin. It is safe for concurrent use: each Run
+// gets its own module instance, because a Wasm instance is not.
+type Runtime struct {
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	info     abi.VersionInfo
+	cfg      runtimeConfig
+	bg       chan struct{} // closed when a background cache compile ends
+	seq      uint64
+	mu       sync.Mutex
+}
+
+type runtimeConfig struct {
+	cacheDir    string
+	noCache     bool
+	memoryPages uint32
+	interpret   bool
+	stderr      io.Writer
+}
+
+// RuntimeOption configures NewRuntime.
+type RuntimeOption func(*runtimeConfig)
+
+// WithCacheDir keeps compiled code in dir. The default is
+// os.UserCacheDir()/ue-prefect.
+func WithCacheDir(dir string) RuntimeOption { return func(c *runtimeConfig) { c.cacheDir = dir } }
+
+// WithoutCache compiles afresh in every process.
+func WithoutCache() RuntimeOption { return func(c *runtimeConfig) { c.noCache = true } }
+
+// WithMemoryLimitPages caps the plugin's linear memory (64 KiB pages). The
+// default is 4096 pages, 256 MiB.
+func WithMemoryLimitPages(n uint32) RuntimeOption {
+	return func(c *runtimeConfig) { c.memoryPages = n }
+}
+
+// WithInterpreter runs the plugin in wazero's interpreter: no compile time,
+// slower steps. Deterministic tests use it to start fast.
+func WithInterpreter() RuntimeOption { return func(c *runtimeConfig) { c.interpret = true } }
+
+// WithPluginStderr receives what the Go runtime inside the plugin writes
+// to stderr (panic traces).
+func WithPluginStderr(w io.Writer) RuntimeOption { return func(c *runtimeConfig) { c.stderr = w } }
+
+// DefaultCacheDir is where compiled code is kept unless configured.
+func DefaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "ue-prefect")
+}
+
+// NewRuntime compiles wasm and checks it: every required export present,
+// every import one this host supplies, and the ABI version equal to
+// abi.Version.
+//
+// With the compile cache on and warm, compiled code is loaded from disk.
+// With it cold, this process runs the plugin in the interpreter, which
+// compiles in a fraction of the time, while a background goroutine
+// compiles for the cache; Close waits for it so the next process starts
+// warm.
+func NewRuntime(ctx context.Context, wasm []byte, opts ...RuntimeOption) (*Runtime, error) {
+	cfg := runtimeConfig{memoryPages: 4096}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.cacheDir == "" {
+		cfg.cacheDir = DefaultCacheDir()
+	}
+	r := &Runtime{cfg: cfg}
+	sum := sha256.Sum256(wasm)
+	marker := filepath.Join(cfg.cacheDir, "ok-"+hex.EncodeToString(sum[:8]))
+	var rc wazero.RuntimeConfig
+	switch {
+	case cfg.interpret:
+		rc = wazero.NewRuntimeConfigInterpreter()
+	case cfg.noCache:
+		rc = wazero.NewRuntimeConfigCompiler()
+	default:
+		if _, err := os.Stat(marker); err == nil {
+			cache, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
+			if err != nil {
+				return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.cacheDir, err)
+			}
+			rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+		} else {
+			rc = wazero.NewRuntimeConfigInterpreter()
+			r.bg = make(chan struct{})
+			go r.fillCache(wasm, marker)
+		}
+	}
+	r.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithMemoryLimitPages(cfg.memoryPages))
+	if err := r.init(ctx, wasm); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	return r, nil
+}
+
+// fillCache compiles wasm into the on-disk cache and leaves a marker that
+// the cache is complete.
+func (r *Runtime) fillCache(wasm []byte, marker string) {
+	defer close(r.bg)
+	ctx := context.Background()
+	if err := os.MkdirAll(r.cfg.cacheDir, 0o700); err != nil {
+		return
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(r.cfg.cacheDir)
+	if err != nil {
+		return
+	}
+	defer cache.Close(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache))
+	defer rt.Close(ctx)
+	if _, err := rt.CompileModule(ctx, wasm); err != nil {
+		return
+	}
+	_ = os.WriteFile(marker, nil, 0o600)
+}
+
+// WaitCache waits until a background cache compile has finished, or ctx
+// ends. It is a no-op when none runs.
+func (r *Runtime) WaitCache(ctx context.Context) {
+	if r.bg == nil {
+		return
+	}
+	select {
+	case <-r.bg:
+	case <-ctx.Done():
+	}
+}
+
+func (r *Runtime) init(ctx context.Context, wasm []byte) error {
+	if _, err := instantiateWASI(ctx, r.rt); err != nil {
+		return err
+	}
+	if err := instantiateKernel(ctx, r.rt); err != nil {
+		return fmt.Errorf("host: kernel: %w", err)
+	}
+	if err := instantiateImports(ctx, r.rt); err != nil {
+		return fmt.Errorf("host: imports: %w", err)
+	}
+	compiled, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return fmt.Errorf("host: error compiling plugin: %w", err)
+	}
+	r.compiled = compiled
+	if err := checkModule(compiled); err != nil {
+		return err
+	}
+	out, err := r.call(ctx, nil, abi.ExportABIVersion, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, &r.info); err != nil {
+		return fmt.Errorf("host: abi_version output is not a version: %w", err)
+	}
+	if r.info.ABIVersion != abi.Version {
+		return fmt.Errorf("abi: version mismatch: host %d, plugin %d", abi.Version, r.info.ABIVersion)
+	}
+	return nil
+}
+
+// checkModule fails fast if the plugin lacks an export or needs an import
+// the host does not supply.
+func checkModule(m wazero.CompiledModule) error {
+	exports := m.ExportedFunctions()
+	for _, name := range append([]string{"_initialize"}, abi.Exports...) {
+		if _, ok := exports[name]; !ok {
+			return fmt.Errorf("host: plugin does not export %q", name)
+		}
+	}
+	kern := kernelNames()
+	for _, f := range m.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch mod {
+		case abi.HostModule:
+			if !slices.Contains(abi.Imports, name) {
+				return fmt.Errorf("host: plugin imports unknown host function %s.%s", mod, name)
+			}
+		case abi.KernelModule:
+			if !slices.Contains(kern, name) {
+				return fmt.Errorf("host: plugin imports unknown kernel function %s", name)
+			}
+		case "wasi_snapshot_preview1":
+		default:
+			return fmt.Errorf("host: plugin imports from unknown module %q", mod)
+		}
+	}
+	return nil
+}
+
+// Info returns what the plugin reported of itself.
+func (r *Runtime) Info() abi.VersionInfo { return r.info }
+
+// Close waits for a background cache compile (at most 30 s) and releases
+// the runtime.
+func (r *Runtime) Close(ctx context.Context) error {
+	if r.bg != nil {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		r.WaitCache(wctx)
+		cancel()
+	}
+	return r.rt.Close(ctx)
+}
+
+// call instantiates the plugin, calls one export with input, and returns
+// its output. A fresh instance per call keeps a trapped or bloated
+// instance from affecting the next.
+func (r *Runtime) call(ctx context.Context, cs *callState, export string, input []byte) ([]byte, error) {
+	k := newKernel(64 << 20)
+	k.reset(input)
+	ctx = context.WithValue(ctx, kernelKey{}, k)
+	if cs != nil {
+		ctx = context.WithValue(ctx, callKey{}, cs)
+	}
+	var stderr bytes.Buffer
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions("_initialize").
+		WithStderr(&limitedWriter{w: &stderr, n: 16 << 10})
+	if cs != nil && cs.virtual != nil {
+		// The guest's own clock is private and virtual too: it starts at the
+		// test epoch and moves only when the Go runtime inside sleeps, so
+		// nothing real leaks into a deterministic run, and the host's
+		// virtual clock moves only through the sleep host function.
+		gc := NewVirtualClock(cs.virtual.Epoch)
+		gc.Advance(time.Millisecond) // Go's runtime aborts on a zero nanotime
+		mc = mc.WithWalltime(func() (int64, int32) {
+			t := gc.Now()
+			return t.Unix(), int32(t.Nanosecond())
+		}, 1).WithNanotime(func() int64 { return int64(gc.Since()) }, 1).
+			WithNanosleep(func(ns int64) { gc.Advance(time.Duration(ns)) }).
+			WithRandSource(zeroReader{})
+	} else {
+		mc = mc.WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader)
+	}
+	mod, err := r.rt.InstantiateModule(ctx, r.compiled, mc)
+	if err != nil {
+		return nil, r.trapError("instantiating the plugin", err, &stderr)
+	}
+	defer mod.Close(ctx)
+	fn := mod.ExportedFunction(export)
+	res, err := fn.Call(ctx)
+	if err != nil {
+		return nil, r.trapError("calling "+export, err, &stderr)
+	}
+	if rc := uint32(res[0]); rc != 0 {
+		msg := k.err
+		if !k.hasErr {
+			msg = "the plugin failed without a message"
+		}
+		return nil, &abi.Error{Code: abi.CodeInternal, Message: fmt.Sprintf("plugin %s returned %d: %s", export, rc, msg)}
+	}
+	return k.output, nil
+}
+
+func (r *Runtime) trapError(what string, err error, stderr *bytes.Buffer) error {
+	msg := err.Error()
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		if i := strings.IndexByte(s, '\n'); i > 0 {
+			s = s[:i]
+		}
+		msg += " (" + s + ")"
+	}
+	return &abi.Error{Code: abi.CodeInternal, Message: fmt.Sprintf("plugin trapped while %s: %s", what, msg)}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 7
+	}
+	return len(p), nil
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if len(q) > l.n {
+		q = q[:l.n]
+	}
+	l.n -= len(q)
+	_, _ = l.w.Write(q)
+	return len(p), nil
+}
+
+// RunConfig configures one run.
+type RunConfig struct {
+	// Target is abi.TargetCloud or abi.TargetServer.
+	Target string
+	// APIBase is the Cloud API root or the server's API URL; only requests
+	// under it are made. Check it with ValidateAPIBase.
+	APIBase *url.URL
+	// UIBase optionally overrides the UI root for links.
+	UIBase string
+	// Credential is attached to every request. The plugin never sees it.
+	Credential Credential
+	// Transport carries requests; nil means NewTransport().
+	Transport http.RoundTripper
+	// Clock supplies time and sleeping; nil means RealClock(). A
+	// *VirtualClock also drives the plugin's WASI clocks and makes its
+	// randomness fixed, for deterministic tests.
+	Clock Clock
+	// RequestTimeout bounds one HTTP exchange; 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// MaxResponseBytes caps response bodies; 0 means DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Interrupter, if set, lets another goroutine stop the run (SIGTERM).
+	Interrupter *Interrupter
+	// Grace bounds how long requests are still served after an interrupt,
+	// so the plugin can cancel the flow run; 0 means 30 s.
+	Grace time.Duration
+	// Log receives the plugin's lines for people.
+	Log func(abi.LogRecord)
+	// Progress receives output fields and checkpoints.
+	Progress func(abi.Progress)
+	// Trace, if set, sees every host function call with its JSON request
+	// and response, for boundary-trace tests.
+	Trace func(fn string, req, resp []byte)
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Run executes one action to its end and returns its outcome. The error is
+// non-nil only for a host or plugin fault (a trap, an ABI violation); the
+// outcome then is exit 1 with the fault as its message, so callers can
+// always report out.
+func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.RunOutput, error) {
+	cs, err := r.newCallState(ctx, cfg)
+	if err != nil {
+		return faultOutput(err), err
+	}
+	defer cs.stop()
+	if in.Target == "" {
+		in.Target = cfg.Target
+	}
+	if in.APIBase == "" && cfg.APIBase != nil {
+		in.APIBase = cfg.APIBase.String()
+	}
+	if in.UIBase == "" {
+		in.UIBase = cfg.UIBase
+	}
+	if in.InvocationID == "" {
+		in.InvocationID = randomID()
+	}
+	if in.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		in.Seed = binary.LittleEndian.Uint64(b[:])
+	}
+	in.NowMS = cs.clock.Since().Milliseconds()
+	input, err := json.Marshal(in)
+	if err != nil {
+		return faultOutput(err), err
+	}
+	out, err := r.call(ctx, cs, abi.ExportRun, input)
+	if err != nil {
+		return faultOutput(err), err
+	}
+	var ro abi.RunOutput
+	if err := json.Unmarshal(out, &ro); err != nil {
+		err = &abi.Error{Code: abi.CodeInternal, Message: "plugin output is not a RunOutput: " + err.Error()}
+		return faultOutput(err), err
+	}
+	return ro, nil
+}
+
+// Step calls the plugin's pure step export: no host function is called.
+func (r *Runtime) Step(ctx context.Context, in abi.StepInput) (abi.StepOutput, error) {
+	input, err := json.Marshal(in)
+	if err != nil {
+		return abi.StepOutput{}, err
+	}
+	out, err := r.call(ctx, nil, abi.ExportStep, input)
+	if err != nil {
+		return abi.StepOutput{}, err
+	}
+	var so abi.StepOutput
+	err = json.Unmarshal(out, &so)
+	return so, err
+}
+
+func faultOutput(err error) abi.RunOutput {
+	var ae *abi.Error
+	if !errors.As(err, &ae) {
+		ae = &abi.Error{Code: abi.CodeInternal, Message: err.Error()}
+	}
+	return abi.RunOutput{
+		ExitCode:          abi.ExitFailed,
+		StatusDescription: abi.StatusDescription(abi.ExitFailed, ae.Error()),
+		Error:             ae,
+		Result:            json.RawMessage("{}"),
+	}
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

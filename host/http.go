@@ -1,0 +1,279 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// PrefectAPIVersion is sent as X-PREFECT-API-VERSION; Prefect 3 servers
+// accept 0.8.0 and above.
+const PrefectAPIVersion = "0.8.4"
+
+// Defaults for HTTP.
+const (
+	DefaultRequestTimeout   = 30 * time.Second
+	DefaultMaxResponseBytes = 8 << 20
+)
+
+// ValidateAPIBase checks an API base URL: absolute http(s), no credentials
+// or query in it, and plain http only for a loopback host unless
+// allowInsecure. It returns the URL without a trailing slash.
+func ValidateAPIBase(raw string, allowInsecure bool) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL such as https://prefect.example.com/api", redactURL(raw))
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%s must not contain credentials; use PREFECT_API_AUTH_STRING or PREFECT_API_KEY", redactURL(raw))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q must not have a query or fragment", raw)
+	}
+	if u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("%q uses plain http to a host that is not loopback; use https, or allow insecure http explicitly", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		u.User = url.User("****")
+		return u.String()
+	}
+	if i := strings.Index(raw, "@"); i >= 0 {
+		return "****" + raw[i:]
+	}
+	return raw
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// NewTransport returns the production transport: the proxy from the
+// environment, TLS 1.2+ with verification on, bounded connection set-up.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		IdleConnTimeout:       25 * time.Second, // Prefect Cloud's balancer keeps idle connections for 30 s
+		MaxIdleConnsPerHost:   4,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// httpDoer performs the plugin's requests against one API base.
+type httpDoer struct {
+	base      *url.URL
+	client    *http.Client
+	cred      Credential
+	clock     Clock
+	maxBody   int64
+	timeout   time.Duration
+	userAgent string
+}
+
+var errCrossOrigin = errors.New("redirect outside the API origin")
+
+func newHTTPDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clock, maxBody int64, timeout time.Duration, ua string) *httpDoer {
+	d := &httpDoer{base: base, cred: cred, clock: clock, maxBody: maxBody, timeout: timeout, userAgent: ua}
+	d.client = &http.Client{
+		Transport: rt,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			// Never follow a redirect off the API base, never re-send a POST,
+			// and never more than a few.
+			if !d.inBase(req.URL) || via[0].Method != http.MethodGet || len(via) > 3 {
+				return errCrossOrigin
+			}
+			return nil
+		},
+	}
+	return d
+}
+
+// inBase reports whether u is on the API base's origin and under its path.
+func (d *httpDoer) inBase(u *url.URL) bool {
+	if u.Scheme != d.base.Scheme || !strings.EqualFold(u.Host, d.base.Host) {
+		return false
+	}
+	p := u.EscapedPath()
+	return p == d.base.EscapedPath() || strings.HasPrefix(p, d.base.EscapedPath()+"/")
+}
+
+// target builds the URL of a plugin-supplied path, refusing anything that
+// would leave the API base.
+func (d *httpDoer) target(p string) (*url.URL, error) {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") || strings.Contains(p, "//") {
+		return nil, fmt.Errorf("path %q is not a plain absolute path", p)
+	}
+	unesc, err := url.PathUnescape(p)
+	if err != nil {
+		return nil, fmt.Errorf("path %q is badly escaped", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if s, _ := url.PathUnescape(seg); s == "." || s == ".." || strings.Contains(s, "/") {
+			return nil, fmt.Errorf("path %q has a dot or slash segment", p)
+		}
+	}
+	if path.Clean(unesc) != unesc && unesc != "/" {
+		return nil, fmt.Errorf("path %q is not clean", p)
+	}
+	u := *d.base
+	u.RawPath = d.base.EscapedPath() + p
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	if !d.inBase(&u) {
+		return nil, fmt.Errorf("path %q leaves the API base", p)
+	}
+	return &u, nil
+}
+
+// do performs one exchange. ctx ends it early (an interrupt or shutdown).
+func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
+	fail := func(kind abi.TransportKind, format string, args ...any) abi.HTTPResponse {
+		return abi.HTTPResponse{Error: &abi.TransportError{Kind: kind, Message: fmt.Sprintf(format, args...)}}
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return fail(abi.TransportForbidden, "method %q is not allowed", r.Method)
+	}
+	u, err := d.target(r.Path)
+	if err != nil {
+		return fail(abi.TransportForbidden, "%v", err)
+	}
+	timeout := d.timeout
+	if t := time.Duration(r.TimeoutMS) * time.Millisecond; t > 0 && t < timeout {
+		timeout = t
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if r.Method == http.MethodPost {
+		b := []byte(r.Body)
+		if len(b) == 0 {
+			b = []byte("{}")
+		}
+		body = bytes.NewReader(b) // sets Content-Length; Prefect Cloud answers 411 without it
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
+	if err != nil {
+		return fail(abi.TransportForbidden, "cannot build the request: %v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", d.userAgent)
+	req.Header.Set("X-PREFECT-API-VERSION", PrefectAPIVersion)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if h := d.cred.header(); h != "" {
+		req.Header.Set("Authorization", h)
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return abi.HTTPResponse{Error: classify(ctx, err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, d.maxBody+1))
+	if err != nil {
+		return abi.HTTPResponse{Error: classify(ctx, err)}
+	}
+	if int64(len(data)) > d.maxBody {
+		return fail(abi.TransportTooLarge, "the response to %s %s exceeds %d bytes", r.Method, r.Path, d.maxBody)
+	}
+	out := abi.HTTPResponse{Status: resp.StatusCode, RetryAfterMS: d.retryAfter(resp.Header.Get("Retry-After"))}
+	if len(bytes.TrimSpace(data)) > 0 {
+		if json.Valid(data) {
+			out.Body = data
+		} else {
+			out.BodyText = textPrefix(data, 512)
+		}
+	}
+	return out
+}
+
+// retryAfter parses Retry-After as seconds or an HTTP date.
+func (d *httpDoer) retryAfter(v string) int64 {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s <= 0 || s > 86400 {
+			return 0
+		}
+		return int64(s * 1000)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if ms := t.Sub(d.clock.Now()).Milliseconds(); ms > 0 {
+			return min(ms, 86400*1000)
+		}
+	}
+	return 0
+}
+
+func textPrefix(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	s := strings.ToValidUTF8(string(b), "?")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// classify says why no response arrived.
+func classify(ctx context.Context, err error) *abi.TransportError {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg = ue.Err.Error() // the URL is known to the plugin; keep the cause
+	}
+	kind := abi.TransportReset
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, errCrossOrigin):
+		kind = abi.TransportRedirect
+	case errors.Is(err, context.Canceled) || (ctx.Err() == context.Canceled):
+		kind = abi.TransportInterrupted
+	case errors.As(err, &certErr), errors.As(err, &recErr), strings.Contains(msg, "tls:"), strings.Contains(msg, "x509:"):
+		kind = abi.TransportTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		kind = abi.TransportTimeout
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), isDNS(err):
+		kind = abi.TransportConnect
+	}
+	return &abi.TransportError{Kind: kind, Message: msg}
+}
+
+func isDNS(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
+}

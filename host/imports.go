@@ -1,0 +1,283 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Interrupter stops a run from another goroutine, typically a signal
+// handler. The first Interrupt ends the blocking host call in progress and
+// is reported to the plugin, which may still cancel the flow run within
+// the grace period; after that, or on Abort, every host call fails at once.
+type Interrupter struct {
+	mu      sync.Mutex
+	it      *abi.Interrupt
+	soft    chan struct{}
+	hard    chan struct{}
+	hardSet bool
+}
+
+// NewInterrupter returns an Interrupter that has not fired.
+func NewInterrupter() *Interrupter {
+	return &Interrupter{soft: make(chan struct{}), hard: make(chan struct{})}
+}
+
+// Interrupt asks the run to stop; exitCode is what it should end with
+// (abi.ExitInterruptedSIGTERM …). Later calls are ignored.
+func (i *Interrupter) Interrupt(reason string, exitCode int) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.it == nil {
+		i.it = &abi.Interrupt{Reason: reason, ExitCode: exitCode}
+		close(i.soft)
+	}
+}
+
+// Abort ends the grace period at once (a second signal).
+func (i *Interrupter) Abort() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.hardSet {
+		i.hardSet = true
+		close(i.hard)
+	}
+}
+
+func (i *Interrupter) get() *abi.Interrupt {
+	if i == nil {
+		return nil
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.it
+}
+
+// callState is what the host functions of one run need. It travels in the
+// context of the export call.
+type callState struct {
+	cfg     RunConfig
+	doer    *httpDoer
+	clock   Clock
+	virtual *VirtualClock
+	intr    *Interrupter
+	// graceCtx ends grace after the interrupt, or on Abort, or when the
+	// caller's context ends.
+	graceCtx  context.Context
+	graceStop context.CancelFunc
+	stopOnce  sync.Once
+	done      chan struct{}
+}
+
+type callKey struct{}
+
+func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, error) {
+	if cfg.APIBase == nil {
+		return nil, fmt.Errorf("host: RunConfig.APIBase is required")
+	}
+	cs := &callState{cfg: cfg, clock: cfg.Clock, intr: cfg.Interrupter, done: make(chan struct{})}
+	if cs.clock == nil {
+		cs.clock = RealClock()
+	}
+	if vc, ok := cs.clock.(*VirtualClock); ok {
+		cs.virtual = vc
+	}
+	if cs.intr == nil {
+		cs.intr = NewInterrupter()
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = NewTransport()
+	}
+	timeout := cfg.RequestTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	maxBody := cfg.MaxResponseBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxResponseBytes
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "ue-prefect/" + r.info.PluginVersion
+	}
+	cs.doer = newHTTPDoer(cfg.APIBase, rt, cfg.Credential, cs.clock, maxBody, timeout, ua)
+	grace := cfg.Grace
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	cs.graceCtx, cs.graceStop = context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-cs.intr.soft:
+		case <-cs.done:
+			return
+		}
+		t := time.NewTimer(grace + 5*time.Second)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-cs.intr.hard:
+		case <-cs.done:
+		}
+		cs.graceStop()
+	}()
+	return cs, nil
+}
+
+func (cs *callState) stop() {
+	cs.stopOnce.Do(func() {
+		close(cs.done)
+		cs.graceStop()
+	})
+}
+
+// blockingCtx is the context of a blocking host call: before an interrupt
+// the interrupt itself ends it; after, only the end of grace does.
+func (cs *callState) blockingCtx() (context.Context, context.CancelFunc) {
+	if cs.intr.get() != nil {
+		return context.WithCancel(cs.graceCtx)
+	}
+	ctx, cancel := context.WithCancel(cs.graceCtx)
+	go func() {
+		select {
+		case <-cs.intr.soft:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (cs *callState) nowMS() int64 { return cs.clock.Since().Milliseconds() }
+
+// Effects returns the host side of a run as a value with the method set of
+// flowrun.Effects, so tests can drive the pure machine natively through
+// exactly the HTTP, sleep and credential code the plugin gets.
+func (r *Runtime) Effects(ctx context.Context, cfg RunConfig) (*Effects, error) {
+	cs, err := r.newCallState(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Effects{cs: cs}, nil
+}
+
+// NewEffects is Runtime.Effects without a plugin: the host functions alone.
+func NewEffects(ctx context.Context, cfg RunConfig) (*Effects, error) {
+	return (&Runtime{}).Effects(ctx, cfg)
+}
+
+// Effects implements the host functions in Go.
+type Effects struct{ cs *callState }
+
+// Close releases the effects' goroutines.
+func (e *Effects) Close() { e.cs.stop() }
+
+// HTTP implements abi.FuncHTTP.
+func (e *Effects) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
+	cs := e.cs
+	ctx, cancel := cs.blockingCtx()
+	defer cancel()
+	resp := cs.doer.do(ctx, req)
+	if resp.Error != nil && resp.Error.Kind != abi.TransportInterrupted && ctx.Err() != nil && cs.intr.get() != nil {
+		resp.Error.Kind = abi.TransportInterrupted
+	}
+	resp.NowMS = cs.nowMS()
+	resp.Interrupt = cs.intr.get()
+	return resp
+}
+
+// Sleep implements abi.FuncSleep.
+func (e *Effects) Sleep(req abi.SleepRequest) abi.SleepResponse {
+	cs := e.cs
+	ctx, cancel := cs.blockingCtx()
+	defer cancel()
+	_ = cs.clock.Sleep(ctx, time.Duration(req.DurationMS)*time.Millisecond)
+	return abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: cs.intr.get()}
+}
+
+// Credential implements abi.FuncCredential.
+func (e *Effects) Credential(abi.CredentialRequest) abi.CredentialResponse {
+	c := e.cs.cfg.Credential
+	return abi.CredentialResponse{Scheme: c.Scheme(), Source: c.Source()}
+}
+
+// Log implements abi.FuncLog.
+func (e *Effects) Log(l abi.LogRecord) {
+	if f := e.cs.cfg.Log; f != nil {
+		f(l)
+	}
+}
+
+// Progress implements abi.FuncProgress.
+func (e *Effects) Progress(p abi.Progress) {
+	if f := e.cs.cfg.Progress; f != nil {
+		f(p)
+	}
+}
+
+// hostFunc adapts one Effects method to a Wasm host function: decode the
+// request from kernel memory, call, encode the response.
+func hostFunc[Req, Resp any](name string, f func(e *Effects, req Req) (Resp, bool)) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		k := kernelFrom(ctx)
+		cs, _ := ctx.Value(callKey{}).(*callState)
+		if cs == nil {
+			panic(fmt.Errorf("host: %s called outside a run", name))
+		}
+		raw := k.bytes(stack[0])
+		var req Req
+		if err := json.Unmarshal(raw, &req); err != nil {
+			panic(fmt.Errorf("host: %s: undecodable request: %w", name, err))
+		}
+		resp, has := f(&Effects{cs: cs}, req)
+		var out []byte
+		if has {
+			var err error
+			if out, err = json.Marshal(resp); err != nil {
+				panic(fmt.Errorf("host: %s: %w", name, err))
+			}
+			stack[0] = k.write(out)
+		} else {
+			stack[0] = 0
+		}
+		if t := cs.cfg.Trace; t != nil {
+			t(name, raw, out)
+		}
+	}
+}
+
+// instantiateImports defines the abi.HostModule functions in r.
+func instantiateImports(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(abi.HostModule)
+	def := func(name string, fn api.GoModuleFunc) {
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(fn, []api.ValueType{api.ValueTypeI64}, []api.ValueType{api.ValueTypeI64}).
+			WithParameterNames("request").
+			Export(name)
+	}
+	def(abi.FuncHTTP, hostFunc(abi.FuncHTTP, func(e *Effects, r abi.HTTPRequest) (abi.HTTPResponse, bool) { return e.HTTP(r), true }))
+	def(abi.FuncSleep, hostFunc(abi.FuncSleep, func(e *Effects, r abi.SleepRequest) (abi.SleepResponse, bool) { return e.Sleep(r), true }))
+	def(abi.FuncCredential, hostFunc(abi.FuncCredential, func(e *Effects, r abi.CredentialRequest) (abi.CredentialResponse, bool) {
+		return e.Credential(r), true
+	}))
+	def(abi.FuncLog, hostFunc(abi.FuncLog, func(e *Effects, r abi.LogRecord) (struct{}, bool) { e.Log(r); return struct{}{}, false }))
+	def(abi.FuncProgress, hostFunc(abi.FuncProgress, func(e *Effects, r abi.Progress) (struct{}, bool) { e.Progress(r); return struct{}{}, false }))
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func instantiateWASI(ctx context.Context, r wazero.Runtime) (api.Closer, error) {
+	c, err := wasi_snapshot_preview1.Instantiate(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("host: wasi: %w", err)
+	}
+	return c, nil
+}

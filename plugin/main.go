@@ -1,0 +1,92 @@
+//go:build wasip1
+
+// Command plugin is the ue-prefect state machine compiled to WebAssembly
+// (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared). Its exports and imports
+// are those of package abi; its logic is package flowrun.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/extism/go-pdk"
+	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {}
+
+//go:wasmexport abi_version
+func abiVersion() int32 {
+	return guard(func() (any, error) {
+		return abi.VersionInfo{ABIVersion: abi.Version, Plugin: "ue-prefect", PluginVersion: version}, nil
+	})
+}
+
+//go:wasmexport run
+func run() int32 {
+	return guard(func() (any, error) {
+		var in abi.RunInput
+		if err := decode(pdk.Input(), &in); err != nil {
+			return nil, err
+		}
+		return flowrun.Run(wasmEffects{}, in), nil
+	})
+}
+
+//go:wasmexport step
+func step() int32 {
+	return guard(func() (any, error) {
+		var in abi.StepInput
+		if err := decode(pdk.Input(), &in); err != nil {
+			return nil, err
+		}
+		var m *flowrun.Machine
+		var cmds []abi.Command
+		switch {
+		case len(in.Checkpoint) == 0 && in.Input != nil:
+			m, cmds = flowrun.Start(*in.Input)
+		case len(in.Checkpoint) > 0 && in.Event != nil:
+			var err error
+			if m, err = flowrun.Restore(in.Checkpoint); err != nil {
+				return nil, err
+			}
+			cmds = m.Step(*in.Event)
+		default:
+			return nil, fmt.Errorf("step: want input (first step) or checkpoint and event")
+		}
+		return abi.StepOutput{Checkpoint: m.Checkpoint(), Commands: cmds}, nil
+	})
+}
+
+func decode(b []byte, v any) error {
+	if e := flowrun.CheckJSON(string(b), flowrun.MaxResponseDepth); e != "" {
+		return fmt.Errorf("input is not valid JSON: %s", e)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// guard runs an export body, turning errors and panics into the go-pdk
+// failure convention: error_set and status 1, never a trap.
+func guard(f func() (any, error)) (rc int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			pdk.SetErrorString(fmt.Sprintf("plugin panic: %v\n%s", r, debug.Stack()))
+			rc = 1
+		}
+	}()
+	v, err := f()
+	if err == nil {
+		var out []byte
+		if out, err = json.Marshal(v); err == nil {
+			pdk.Output(out)
+			return 0
+		}
+	}
+	pdk.SetError(err)
+	return 1
+}
