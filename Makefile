@@ -1,0 +1,79 @@
+# ue-prefect. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+PLUGIN  := host/plugin.wasm
+BIN     := bin/ue-prefect
+VENV    := .venv
+# Pinned tools, run with `go run tool@version`.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+WAZERO_CLI  := github.com/tetratelabs/wazero/cmd/wazero@v1.12.0
+FUZZTIME    ?= 10s
+FUZZTIME_LONG ?= 5m
+
+export CGO_ENABLED ?= 0
+
+.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e fuzz fuzz-short bench lint demo venv clean
+
+help: ## list the targets
+	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+build: plugin $(BIN) ## build bin/ue-prefect (with the plugin embedded)
+
+$(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go') go.mod go.sum
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./host/cmd/ue-prefect
+
+plugin: ## rebuild host/plugin.wasm from ./plugin (deterministic; committed)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(PLUGIN) ./plugin
+
+plugin-check: ## fail if the committed host/plugin.wasm is not what ./plugin builds
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $$tmp/plugin.wasm ./plugin; \
+	if ! cmp -s $$tmp/plugin.wasm $(PLUGIN); then echo "host/plugin.wasm is stale: run 'make plugin' and commit it" >&2; exit 1; fi; \
+	echo "plugin-check: host/plugin.wasm is fresh"
+
+venv: ## create/refresh the project-local Python virtualenv with Prefect (cached)
+	bash tests/rig/venv.sh $(VENV)
+
+test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 12m ./...
+	$(MAKE) --no-print-directory test.wasm fuzz-short
+
+test.unit: ## tests that need no Prefect server
+	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
+
+test.wasm: ## run the pure packages' tests compiled to wasip1, under wazero
+	@PATH="$$($(GO) env GOROOT)/lib/wasm:$$PATH" GOWASIRUNTIME=wazero \
+	  WAZERO="$$($(GO) env GOPATH)/bin/wazero"; \
+	  test -x "$$WAZERO" || $(GO) install $(WAZERO_CLI); \
+	  PATH="$$($(GO) env GOPATH)/bin:$$PATH" GOOS=wasip1 GOARCH=wasm $(GO) test -count=1 ./abi/... ./plugin/flowrun/...
+
+test.e2e: venv ## end-to-end tests only, against a real Prefect server
+	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80
+
+fuzz-short: ## each fuzzer for $(FUZZTIME)
+	@for f in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' abi plugin host | sed 's/func //' | sort -u); do \
+	  pkg=$$(grep -rlE "^func $$f\(" --include='*_test.go' abi plugin host | head -1 | xargs dirname); \
+	  echo "fuzz $$f in ./$$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1 | tail -3; \
+	done
+
+fuzz: ## each fuzzer for $(FUZZTIME_LONG)
+	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZTIME_LONG)
+
+bench: build venv ## start-up and per-run figures, side by side with the Prefect CLI
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./tests/bench/... 2>&1 | tee bench.out
+
+lint: ## go vet plus pinned staticcheck
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: build venv ## a local Prefect server, a demo flow, launched and awaited with ue-prefect
+	$(GO) run ./tests/cmd/demo
+
+clean: ## remove build outputs and the virtualenv
+	rm -rf bin $(VENV) bench.out
