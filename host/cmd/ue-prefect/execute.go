@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host"
+)
+
+// OutputPrefix starts the stderr lines that carry the output fields as one
+// JSON object each: ue-prefect::output {"flow_run_id":"…",…}.
+const OutputPrefix = "ue-prefect::output "
+
+// extensionOutput is the UAC extension output document.
+type extensionOutput struct {
+	ExitCode          int             `json:"exit_code"`
+	StatusDescription string          `json:"status_description"`
+	Status            string          `json:"status"`
+	Changed           bool            `json:"changed"`
+	Invocation        invocationDoc   `json:"invocation"`
+	Result            json.RawMessage `json:"result"`
+	Error             *abi.Error      `json:"error,omitempty"`
+}
+
+type invocationDoc struct {
+	Extension string         `json:"extension"`
+	Version   string         `json:"version"`
+	Fields    map[string]any `json:"fields"`
+}
+
+// redactor replaces secrets in everything written through it.
+type redactor struct {
+	mu      sync.Mutex
+	w       io.Writer
+	secrets []string
+}
+
+func (r *redactor) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := p
+	for _, s := range r.secrets {
+		if s != "" && bytes.Contains(q, []byte(s)) {
+			q = bytes.ReplaceAll(q, []byte(s), []byte("****"))
+		}
+	}
+	if _, err := r.w.Write(q); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (r *redactor) redact(s string) string {
+	for _, sec := range r.secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "****")
+		}
+	}
+	return s
+}
+
+// fieldsDoc echoes the inputs for invocation.fields, with secrets masked.
+func fieldsDoc(inv *invocation) map[string]any {
+	f := map[string]any{"action": "Launch Flow Run"}
+	switch inv.command {
+	case "list-workspaces":
+		f["action"] = "List Workspaces"
+	case "list-deployments":
+		f["action"] = "List Deployments"
+	}
+	for k, v := range inv.values {
+		switch k {
+		case "has_key", "has_auth", "key_src", "auth_src", "json":
+			continue
+		}
+		switch k {
+		case "api_url", "cloud_api_url", "ui_url":
+			v = redactURLUserinfo(v)
+		}
+		f[k] = v
+	}
+	cred := map[string]any{"scheme": inv.cred.Scheme()}
+	if inv.cred.Scheme() != abi.SchemeNone {
+		cred["source"] = inv.cred.Source()
+		cred["secret"] = "****"
+	}
+	f["credentials"] = cred
+	if inv.target != "" {
+		f["target"] = inv.target
+	}
+	return f
+}
+
+// reportEarly reports an input error found before the plugin ran.
+func reportEarly(stdout, stderr io.Writer, inv *invocation, err error) int {
+	var fe *fieldError
+	ae := &abi.Error{Code: abi.CodeInvalidInput, Message: err.Error()}
+	if errors.As(err, &fe) {
+		ae = &abi.Error{Code: abi.CodeInvalidInput, Field: fe.field, Message: fe.msg}
+	}
+	out := abi.RunOutput{
+		ExitCode:          abi.ExitDataValidation,
+		StatusDescription: abi.StatusDescription(abi.ExitDataValidation, ae.Error()),
+		Error:             ae,
+		Result:            json.RawMessage("{}"),
+	}
+	red := &redactor{w: stderr}
+	if inv != nil {
+		red.secrets = append(inv.cred.Secrets(), urlSecrets(inv)...)
+	}
+	fmt.Fprintf(red, "ue-prefect: %s\n", out.StatusDescription)
+	doc := document(inv, out)
+	_ = writeJSON(&redactor{w: stdout, secrets: red.secrets}, doc)
+	if inv != nil && inv.get("extension_output") != "" {
+		_ = writeFileAtomic(inv.get("extension_output"), doc, red)
+	}
+	return out.ExitCode
+}
+
+func document(inv *invocation, out abi.RunOutput) extensionOutput {
+	doc := extensionOutput{
+		ExitCode:          out.ExitCode,
+		StatusDescription: out.StatusDescription,
+		Status:            "SUCCESS",
+		Invocation:        invocationDoc{Extension: "ue-prefect", Version: version, Fields: map[string]any{}},
+		Result:            out.Result,
+		Error:             out.Error,
+	}
+	if out.ExitCode != abi.ExitSuccess {
+		doc.Status = "FAILURE"
+	}
+	if inv != nil {
+		doc.Invocation.Fields = fieldsDoc(inv)
+	}
+	if len(doc.Result) == 0 {
+		doc.Result = json.RawMessage("{}")
+	}
+	var r struct {
+		ID         string `json:"flow_run_id"`
+		Reattached bool   `json:"reattached"`
+	}
+	if json.Unmarshal(doc.Result, &r) == nil && r.ID != "" && !r.Reattached && inv != nil && inv.get("flow_run_id") == "" {
+		doc.Changed = true
+	}
+	return doc
+}
+
+func writeFileAtomic(path string, v any, red *redactor) error {
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, v); err != nil {
+		return err
+	}
+	data := []byte(red.redact(buf.String()))
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ue-prefect-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, signals func(chan<- os.Signal) func(), start time.Time) int {
+	secrets := inv.cred.Secrets()
+	if inv.basicAlso != nil {
+		secrets = append(secrets, inv.basicAlso.Secrets()...)
+	}
+	secrets = append(secrets, urlSecrets(inv)...)
+	errw := &redactor{w: stderr, secrets: secrets}
+	outw := &redactor{w: stdout, secrets: secrets}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(errw, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+
+	var ropts []host.RuntimeOption
+	if d := inv.get("cache_dir"); d != "" {
+		ropts = append(ropts, host.WithCacheDir(d))
+	}
+	if inv.flag("no_cache") {
+		ropts = append(ropts, host.WithoutCache())
+	}
+	rt, err := host.NewRuntime(ctx, host.PluginWasm, ropts...)
+	if err != nil {
+		out := abi.RunOutput{ExitCode: abi.ExitFailed, StatusDescription: abi.StatusDescription(abi.ExitFailed, err.Error()),
+			Error: &abi.Error{Code: abi.CodeInternal, Message: err.Error()}, Result: json.RawMessage("{}")}
+		fmt.Fprintf(errw, "ue-prefect: %s\n", out.StatusDescription)
+		_ = writeJSON(outw, document(inv, out))
+		return out.ExitCode
+	}
+	defer rt.Close(context.Background())
+	if inv.command == "warm-cache" {
+		rt.WaitCache(ctx)
+		fmt.Fprintf(errw, "ue-prefect: plugin compiled into %s\n", firstNonEmpty(inv.get("cache_dir"), host.DefaultCacheDir()))
+		return 0
+	}
+
+	intr := host.NewInterrupter()
+	sigs := make(chan os.Signal, 2)
+	stopSignals := signals(sigs)
+	defer stopSignals()
+	go func() {
+		n := 0
+		for s := range sigs {
+			n++
+			if n > 1 {
+				logf("Second signal: stopping now")
+				intr.Abort()
+				continue
+			}
+			code, name := abi.ExitInterruptedSIGTERM, "SIGTERM"
+			if s == os.Interrupt {
+				code, name = abi.ExitInterruptedSIGINT, "SIGINT"
+			} else if sig, ok := s.(syscall.Signal); ok {
+				code, name = 128+int(sig), sigName(sig)
+			}
+			intr.Interrupt(name, code)
+		}
+	}()
+
+	in := abi.RunInput{Action: inv.action(), Fields: inv.fields}
+	cpPath := inv.get("checkpoint")
+	if cpPath != "" {
+		if b, err := readBounded(cpPath, 16<<20); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			in.Checkpoint = b
+			logf("Resuming from checkpoint %s", cpPath)
+		}
+	}
+	fieldsPath := inv.get("output_fields")
+	var lastFields abi.OutputFields
+	cfg := host.RunConfig{
+		Target:         inv.target,
+		APIBase:        inv.apiBase,
+		UIBase:         inv.uiBase,
+		Credential:     inv.cred,
+		RequestTimeout: inv.timeout,
+		Interrupter:    intr,
+		Grace:          inv.grace,
+		UserAgent:      "ue-prefect/" + version,
+		Log: func(l abi.LogRecord) {
+			switch l.Level {
+			case abi.LevelWarn:
+				logf("warning: %s", l.Message)
+			case abi.LevelError:
+				logf("error: %s", l.Message)
+			case abi.LevelDebug:
+			default:
+				logf("%s", l.Message)
+			}
+		},
+		Progress: func(p abi.Progress) {
+			if cpPath != "" && len(p.Checkpoint) > 0 {
+				_ = os.WriteFile(cpPath+".tmp", p.Checkpoint, 0o600)
+				_ = os.Rename(cpPath+".tmp", cpPath)
+			}
+			if p.Fields == lastFields || p.Fields.FlowRunID == "" {
+				return
+			}
+			lastFields = p.Fields
+			b, _ := json.Marshal(p.Fields)
+			fmt.Fprintf(errw, "%s%s\n", OutputPrefix, b)
+			if fieldsPath != "" {
+				_ = writeFileAtomic(fieldsPath, p.Fields, errw)
+			}
+		},
+	}
+	if inv.command == "launch" {
+		logf("ue-prefect %s: %s target %s", version, inv.target, inv.apiBase)
+	}
+	out, _ := rt.Run(ctx, cfg, in)
+	if out.ExitCode != abi.ExitSuccess {
+		logf("%s", out.StatusDescription)
+	} else if inv.command == "launch" {
+		logf("%s (%s)", out.StatusDescription, time.Since(start).Round(time.Millisecond))
+	}
+	if cpPath != "" && out.Error != nil && out.Error.Code == abi.CodeInterrupted {
+		logf("Checkpoint kept in %s: run again to resume", cpPath)
+	} else if cpPath != "" {
+		_ = os.Remove(cpPath)
+	}
+	doc := document(inv, out)
+	if p := inv.get("extension_output"); p != "" {
+		if err := writeFileAtomic(p, doc, errw); err != nil {
+			logf("warning: cannot write the extension output to %s: %v", p, err)
+		}
+	}
+	if strings.HasPrefix(inv.command, "list-") && !inv.flag("json") {
+		var r struct {
+			Values []string `json:"values"`
+		}
+		_ = json.Unmarshal(out.Result, &r)
+		for _, v := range r.Values {
+			fmt.Fprintln(outw, v)
+		}
+		return out.ExitCode
+	}
+	_ = writeJSON(outw, doc)
+	return out.ExitCode
+}
+
+// redactURLUserinfo masks credentials embedded in a URL.
+func redactURLUserinfo(raw string) string {
+	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
+		u.User = url.User("****")
+		return u.String()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		if i := strings.Index(raw, "://"); i >= 0 && i < at {
+			return raw[:i+3] + "****" + raw[at:]
+		}
+	}
+	return raw
+}
+
+// urlSecrets returns passwords embedded in the URL inputs, for redaction.
+func urlSecrets(inv *invocation) []string {
+	var out []string
+	for _, k := range []string{"api_url", "cloud_api_url", "ui_url"} {
+		if u, err := url.Parse(strings.TrimSpace(inv.values[k])); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				out = append(out, pw)
+			}
+		}
+	}
+	return out
+}
+
+func sigName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	}
+	return s.String()
+}

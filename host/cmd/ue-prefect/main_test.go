@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ue-prefect-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = filepath.Join(dir, "cache")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func noSignals(chan<- os.Signal) func() { return func() {} }
+
+// counter is a loopback server that counts requests; bad input must send none.
+func counter(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Error(w, `{"detail":"unexpected"}`, 500)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func runCLI(t *testing.T, args []string, env map[string]string) (int, string, string) {
+	t.Helper()
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	environ = append(environ, "UE_PREFECT_CACHE_DIR="+cacheDir)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, environ, &stdout, &stderr, noSignals)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestRun_BadInput(t *testing.T) {
+	srv, n := counter(t)
+	api := srv.URL + "/api"
+	const secret = "pnu_super_secret_key_1234567890"
+	dir := t.TempDir()
+	params := filepath.Join(dir, "params.json")
+	os.WriteFile(params, []byte(`{"parameters": {"x": 1}, "nope": 1}`), 0o600)
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		field string // the label the message must start with
+		want  string // a substring of the message
+	}{
+		{"no target", []string{"--deployment", "a/b"}, nil, "Target", "not given"},
+		{"bad target", []string{"--target", "mars", "--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api}, "Target", `"mars"`},
+		{"server without url", []string{"--target", "server", "--deployment", "a/b"}, nil, "API URL", "required for a self-hosted server"},
+		{"relative url", []string{"--api-url", "prefect/api", "--deployment", "a/b"}, nil, "API URL", "not an absolute http(s) URL"},
+		{"http to a remote host", []string{"--api-url", "http://prefect.example.com/api", "--deployment", "a/b"}, nil, "API URL", "plain http"},
+		{"credentials in url", []string{"--api-url", "https://user:hunter2@prefect.example.com/api", "--deployment", "a/b"}, nil, "API URL", "must not contain credentials"},
+		{"missing deployment", nil, map[string]string{"PREFECT_API_URL": api}, "Deployment ID or Name", "required"},
+		{"deployment with two slashes", []string{"--deployment", "a/b/c"}, map[string]string{"PREFECT_API_URL": api}, "Deployment ID or Name", "cannot contain"},
+		{"deployment half", []string{"--deployment", "a/"}, map[string]string{"PREFECT_API_URL": api}, "Deployment ID or Name", "both parts"},
+		{"parameters not json", []string{"--deployment", "a/b", "--parameters", "{"}, map[string]string{"PREFECT_API_URL": api}, "Parameters (JSON)", "not valid JSON"},
+		{"parameters not object", []string{"--deployment", "a/b", "--parameters", "[1]"}, map[string]string{"PREFECT_API_URL": api}, "Parameters (JSON)", "must be a JSON object"},
+		{"parameters unknown key from file", []string{"--deployment", "a/b", "--parameters", "@" + params}, map[string]string{"PREFECT_API_URL": api}, "Parameters (JSON)", `unknown key "nope"`},
+		{"parameters missing file", []string{"--deployment", "a/b", "--parameters", "@/nonexistent/p.json"}, map[string]string{"PREFECT_API_URL": api}, "Parameters (JSON)", "cannot read"},
+		{"tags not strings", nil, map[string]string{"PREFECT_API_URL": api, "UE_PREFECT_DEPLOYMENT": "a/b", "UE_PREFECT_PARAMETERS": `{"tags":[1]}`}, "Parameters (JSON)", "tags"},
+		{"too deep", []string{"--deployment", "a/b", "--parameters", `{"parameters":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "}"}, map[string]string{"PREFECT_API_URL": api}, "Parameters (JSON)", "nested too deeply"},
+		{"poll interval zero", []string{"--deployment", "a/b", "--wait", "--poll-interval", "0"}, map[string]string{"PREFECT_API_URL": api}, "Polling Interval (sec)", "out of range"},
+		{"poll interval text", nil, map[string]string{"PREFECT_API_URL": api, "UE_PREFECT_DEPLOYMENT": "a/b", "UE_PREFECT_POLL_INTERVAL": "soon"}, "Polling Interval (sec)", "not a whole number"},
+		{"max polls zero", []string{"--deployment", "a/b", "--max-polls", "0"}, map[string]string{"PREFECT_API_URL": api}, "Max Number of Polls", "leave it empty"},
+		{"wait not bool", nil, map[string]string{"PREFECT_API_URL": api, "UE_PREFECT_DEPLOYMENT": "a/b", "UE_PREFECT_WAIT": "maybe"}, "Wait for Success or Failure", "not a boolean"},
+		{"metadata option", nil, map[string]string{"PREFECT_API_URL": api, "UE_PREFECT_DEPLOYMENT": "a/b", "UE_PREFECT_INCLUDE_METADATA": "Some"}, "Extension Output Options", "not an option"},
+		{"flow run id not uuid", []string{"--flow-run-id", "abc"}, map[string]string{"PREFECT_API_URL": api}, "Flow Run ID", "not a flow run id"},
+		{"cloud without key", []string{"--target", "cloud", "--deployment", "a/b", "--cloud-api-url", api}, nil, "Credentials", "API key"},
+		{"key file missing", []string{"--api-key-file", "/nonexistent/key", "--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api}, "Credentials", "cannot read secret file"},
+		{"auth string not user:pass", []string{"--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": secret}, "Credentials", "not user:password"},
+		{"unknown command", []string{"explode"}, nil, "Action", "unknown command"},
+		{"unknown flag", []string{"--frobnicate"}, nil, "Action", "flag provided but not defined"},
+		{"cloud workspace url with bad poll", []string{"--deployment", "a/b", "--poll-interval", "-1"}, map[string]string{
+			"PREFECT_API_URL": api + "/accounts/4c6e8a02-3d5f-4e70-9b1c-2d3e4f5a6b7c/workspaces/5d7f9b13-4e60-4f81-8c2d-3e4f5a6b7c8d", "PREFECT_API_KEY": secret,
+			"PREFECT_CLOUD_API_URL": api}, "Polling Interval (sec)", "out of range"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := n.Load()
+			code, stdout, stderr := runCLI(t, tc.args, tc.env)
+			if code != 20 {
+				t.Fatalf("exit = %d, want 20\nstderr: %s", code, stderr)
+			}
+			if got := n.Load() - before; got != 0 {
+				t.Errorf("%d requests were sent, want none before validation", got)
+			}
+			var doc extensionOutput
+			if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+				t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout)
+			}
+			prefix := "Data Validation Error: " + tc.field + ": "
+			if !strings.HasPrefix(doc.StatusDescription, prefix) || !strings.Contains(doc.StatusDescription, tc.want) {
+				t.Errorf("status_description = %q, want prefix %q and %q", doc.StatusDescription, prefix, tc.want)
+			}
+			if doc.ExitCode != 20 || doc.Status != "FAILURE" {
+				t.Errorf("exit_code, status = %d, %q; want 20, FAILURE", doc.ExitCode, doc.Status)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, stderr)
+			}
+			for _, s := range []string{secret, "hunter2"} {
+				if strings.Contains(stdout+stderr, s) {
+					t.Errorf("output contains the secret %q", s)
+				}
+			}
+		})
+	}
+}
+
+func TestRun_Help(t *testing.T) {
+	code, stdout, _ := runCLI(t, []string{"--help"}, nil)
+	if code != 0 || !strings.Contains(stdout, "Usage:") {
+		t.Errorf("--help = %d, %q", code, stdout)
+	}
+}
