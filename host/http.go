@@ -81,7 +81,7 @@ func NewTransport() *http.Transport {
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
-		IdleConnTimeout:       25 * time.Second, // Prefect Cloud's balancer keeps idle connections for 30 s
+		IdleConnTimeout:       4 * time.Second, // under uvicorn's 5 s keep-alive, so a reused connection is never one the server is closing
 		MaxIdleConnsPerHost:   4,
 		ForceAttemptHTTP2:     true,
 	}

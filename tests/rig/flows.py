@@ -1,0 +1,169 @@
+"""Test flows for the ue-prefect end-to-end rig (tests/rig).
+
+Run as ``.venv/bin/python tests/rig/flows.py`` with ``PREFECT_API_URL`` pointing
+at a Prefect server (``http://127.0.0.1:PORT/api``). One process serves every
+deployment below with ``prefect.serve``; once all of them can be read back
+through the REST API the script prints ``READY`` on stdout and keeps serving
+until SIGTERM/SIGINT.
+
+Deployments (``flow/deployment``):
+
+  ok/ok              sleeps ``seconds`` (default 0) and returns a small dict -> COMPLETED
+  fail/fail          raises ValueError("boom"), no retries                  -> FAILED
+  crash/crash        os._exit(3)                                             -> CRASHED
+  sleepy/sleepy      sleeps ``seconds`` (default 600); for long runs and cancellation
+  pause/pause        pause_flow_run(timeout=600), then returns "resumed"     -> PAUSED
+  typed/typed        count: int, flag: bool = False, label: str = "x"; schema enforced
+  alpha/shared       } bare name "shared" is ambiguous
+  beta/shared        }
+  alpha/alpha-only   unique bare name
+  demo/demo          logs a few lines over ~3 s and returns a greeting (``make demo``)
+
+Environment worth setting (the Go rig sets all of these):
+
+  PREFECT_API_URL               required; without it Prefect starts an ephemeral server
+  PREFECT_API_AUTH_STRING       "user:pass" when the server uses basic auth
+  PREFECT_RUNNER_POLL_FREQUENCY 1 (default 10 s) so runs are picked up within ~1 s
+  PREFECT_RUNNER_PROCESS_LIMIT  20 (default 5)
+
+Keep module-level imports minimal: every flow run starts ``python -m
+prefect.engine``, which imports this file again to find the flow function.
+"""
+
+import os
+import time
+
+from prefect import flow, get_run_logger, pause_flow_run
+
+
+@flow(name="ok")
+def ok(seconds: float = 0) -> dict:
+    if seconds:
+        time.sleep(seconds)
+    return {"ok": True, "seconds": seconds}
+
+
+@flow(name="fail", retries=0)
+def fail() -> None:
+    raise ValueError("boom")
+
+
+@flow(name="crash")
+def crash() -> None:
+    os._exit(3)
+
+
+@flow(name="sleepy")
+def sleepy(seconds: float = 600) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@flow(name="pause")
+def pause() -> str:
+    pause_flow_run(timeout=600)
+    return "resumed"
+
+
+@flow(name="typed")
+def typed(count: int, flag: bool = False, label: str = "x") -> dict:
+    return {"count": count, "flag": flag, "label": label}
+
+
+@flow(name="alpha")
+def alpha() -> str:
+    return "alpha"
+
+
+@flow(name="beta")
+def beta() -> str:
+    return "beta"
+
+
+@flow(name="demo")
+def demo(name: str = "world") -> str:
+    logger = get_run_logger()
+    logger.info("demo flow starting for %s", name)
+    for i in range(1, 4):
+        time.sleep(1)
+        logger.info("working... step %d/3", i)
+    greeting = f"Hello, {name}!"
+    logger.info("done: %s", greeting)
+    return greeting
+
+
+# (flow, deployment name, extra to_deployment kwargs)
+DEPLOYMENTS = [
+    (ok, "ok", {}),
+    (fail, "fail", {}),
+    (crash, "crash", {}),
+    (sleepy, "sleepy", {}),
+    (pause, "pause", {}),
+    (typed, "typed", {"enforce_parameter_schema": True}),
+    (alpha, "shared", {}),
+    (beta, "shared", {}),
+    (alpha, "alpha-only", {}),
+    (demo, "demo", {}),
+]
+
+
+def _wait_ready(stop_event, timeout: float = 120.0) -> None:
+    """Poll the API until every deployment is readable, then print READY."""
+    import base64
+    import json
+    import sys
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    api = os.environ["PREFECT_API_URL"].rstrip("/")
+    headers = {"Accept": "application/json"}
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    pending = {(f.name, d) for f, d, _ in DEPLOYMENTS}
+    deadline = time.monotonic() + timeout
+    while pending and not stop_event.is_set():
+        for flow_name, dep in sorted(pending):
+            url = "{}/deployments/name/{}/{}".format(
+                api, urllib.parse.quote(flow_name, safe=""), urllib.parse.quote(dep, safe="")
+            )
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+                    if r.status == 200 and json.load(r).get("id"):
+                        pending.discard((flow_name, dep))
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+        if pending:
+            if time.monotonic() > deadline:
+                print(f"flows.py: deployments not visible after {timeout}s: {sorted(pending)}", file=sys.stderr, flush=True)
+                os._exit(2)
+            time.sleep(0.25)
+    if not pending:
+        print("READY", flush=True)
+
+
+def main() -> None:
+    import threading
+
+    from prefect import serve
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise SystemExit("flows.py: PREFECT_API_URL must be set")
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+
+    stop = threading.Event()
+    threading.Thread(target=_wait_ready, args=(stop,), daemon=True).start()
+    try:
+        serve(
+            *[f.to_deployment(name=d, **kw) for f, d, kw in DEPLOYMENTS],
+            pause_on_shutdown=False,
+            print_starting_message=False,
+            limit=50,
+        )
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# venv.sh [DIR] - create/refresh the project-local Python virtualenv used by the
+# end-to-end test rig (tests/rig). DIR defaults to <repo root>/.venv.
+#
+#   python3 -m venv DIR                      (any Python >= 3.10; 3.11 tested)
+#   DIR/bin/pip install uv==$UV_VERSION       (uv is a PyPI wheel, no download step)
+#   uv pip install -r requirements.txt --overrides overrides.txt
+#
+# uv is used instead of plain pip because prefect 3.9.x pins a certifi newer than
+# the index has (see overrides.txt) and pip cannot override a dependency's
+# requirement. uv is also ~10x faster.
+#
+# Idempotent: the sha256 of requirements.txt + overrides.txt is stored in
+# DIR/.requirements.sha256 and the install is skipped when it matches and
+# `import prefect` works. Progress goes to stderr. Exits non-zero on failure.
+set -euo pipefail
+
+UV_VERSION=0.13.8
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="${1:-$root/.venv}"
+req="$here/requirements.txt"
+ovr="$here/overrides.txt"
+stamp="$venv/.requirements.sha256"
+py="${PYTHON:-python3}"
+
+log() { printf 'venv.sh: %s\n' "$*" >&2; }
+
+want="$(cat "$req" "$ovr" | sha256sum | cut -d' ' -f1)"
+if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+   && "$venv/bin/python" -c 'import importlib.metadata as m; m.version("prefect")' >/dev/null 2>&1; then
+    log "up to date: $venv"
+    exit 0
+fi
+
+start=$SECONDS
+if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating virtualenv $venv with $("$py" --version 2>&1)"
+    "$py" -m venv "$venv"
+fi
+rm -f "$stamp"
+if [[ "$("$venv/bin/uv" --version 2>/dev/null || true)" != "uv $UV_VERSION"* ]]; then
+    log "installing uv $UV_VERSION"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "uv==$UV_VERSION" >&2
+fi
+# uv ignores pip's configuration; reuse pip's CA bundle if one is configured.
+if [[ -z "${SSL_CERT_FILE:-}" && -n "${PIP_CERT:-}" ]]; then
+    export SSL_CERT_FILE="$PIP_CERT"
+fi
+log "installing $req"
+"$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$req" --overrides "$ovr" >&2
+"$venv/bin/python" -c 'import prefect; print("venv.sh: prefect", prefect.__version__)' >&2
+printf '%s\n' "$want" >"$stamp"
+log "done in $((SECONDS - start))s: $venv"
