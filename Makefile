@@ -26,7 +26,9 @@ build: plugin $(BIN) ## build bin/ue-prefect (with the plugin embedded)
 $(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./host/cmd/ue-prefect
 
-plugin: ## rebuild host/plugin.wasm from ./plugin (deterministic; committed)
+plugin: $(PLUGIN) ## rebuild host/plugin.wasm from ./plugin (deterministic; committed)
+
+$(PLUGIN): $(shell find plugin abi -name '*.go' -not -name '*_test.go') go.mod go.sum
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(PLUGIN) ./plugin
 
 plugin-check: ## fail if the committed host/plugin.wasm is not what ./plugin builds
