@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
@@ -32,8 +33,14 @@ type Runtime struct {
 	info     abi.VersionInfo
 	cfg      runtimeConfig
 	bg       chan struct{} // closed when a background cache compile ends
-	seq      uint64
-	mu       sync.Mutex
+
+	// spare is the instance that answered abi_version at load. The first
+	// run on the system clocks takes it instead of instantiating again,
+	// which saves an instantiation and the Go runtime's _initialize from
+	// the start-up path.
+	mu          sync.Mutex
+	spare       api.Module
+	spareStderr *bytes.Buffer
 }
 
 type runtimeConfig struct {
@@ -139,6 +146,7 @@ func (r *Runtime) fillCache(wasm []byte, marker string) {
 	defer cache.Close(ctx)
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache))
 	defer rt.Close(ctx)
+	// One compile worker: the second core belongs to the run in progress.
 	if _, err := rt.CompileModule(ctx, wasm); err != nil {
 		return
 	}
@@ -175,7 +183,7 @@ func (r *Runtime) init(ctx context.Context, wasm []byte) error {
 	if err := checkModule(compiled); err != nil {
 		return err
 	}
-	out, err := r.call(ctx, nil, abi.ExportABIVersion, nil)
+	out, err := r.call(ctx, nil, abi.ExportABIVersion, nil, true)
 	if err != nil {
 		return err
 	}
@@ -228,24 +236,45 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.WaitCache(wctx)
 		cancel()
 	}
+	if m := r.takeSpare(); m != nil {
+		m.Close(ctx)
+	}
 	return r.rt.Close(ctx)
 }
 
-// call instantiates the plugin, calls one export with input, and returns
-// its output. A fresh instance per call keeps a trapped or bloated
-// instance from affecting the next.
-func (r *Runtime) call(ctx context.Context, cs *callState, export string, input []byte) ([]byte, error) {
+func (r *Runtime) takeSpare() api.Module {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.spare
+	r.spare = nil
+	return m
+}
+
+// call calls one export with input on a fresh instance and returns its
+// output. A fresh instance per call keeps a trapped or bloated instance
+// from affecting the next; the one exception is the spare kept from load
+// (keep), used once by a run on the system clocks.
+func (r *Runtime) call(ctx context.Context, cs *callState, export string, input []byte, keep ...bool) ([]byte, error) {
 	k := newKernel(64 << 20)
 	k.reset(input)
 	ctx = context.WithValue(ctx, kernelKey{}, k)
 	if cs != nil {
 		ctx = context.WithValue(ctx, callKey{}, cs)
 	}
-	var stderr bytes.Buffer
+	if cs == nil || cs.virtual == nil {
+		if mod := r.takeSpare(); mod != nil {
+			r.mu.Lock()
+			stderr := r.spareStderr
+			r.mu.Unlock()
+			defer mod.Close(ctx)
+			return r.invoke(ctx, mod, k, export, stderr)
+		}
+	}
+	stderr := new(bytes.Buffer)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions("_initialize").
-		WithStderr(&limitedWriter{w: &stderr, n: 16 << 10})
+		WithStderr(&limitedWriter{w: stderr, n: 16 << 10})
 	if cs != nil && cs.virtual != nil {
 		// The guest's own clock is private and virtual too: it starts at the
 		// test epoch and moves only when the Go runtime inside sleeps, so
@@ -264,13 +293,28 @@ func (r *Runtime) call(ctx context.Context, cs *callState, export string, input 
 	}
 	mod, err := r.rt.InstantiateModule(ctx, r.compiled, mc)
 	if err != nil {
-		return nil, r.trapError("instantiating the plugin", err, &stderr)
+		return nil, r.trapError("instantiating the plugin", err, stderr)
+	}
+	if len(keep) > 0 && keep[0] {
+		out, err := r.invoke(ctx, mod, k, export, stderr)
+		if err == nil {
+			r.mu.Lock()
+			r.spare, r.spareStderr = mod, stderr
+			r.mu.Unlock()
+		} else {
+			mod.Close(ctx)
+		}
+		return out, err
 	}
 	defer mod.Close(ctx)
-	fn := mod.ExportedFunction(export)
-	res, err := fn.Call(ctx)
+	return r.invoke(ctx, mod, k, export, stderr)
+}
+
+// invoke calls export on mod with the kernel k already in ctx.
+func (r *Runtime) invoke(ctx context.Context, mod api.Module, k *kernel, export string, stderr *bytes.Buffer) ([]byte, error) {
+	res, err := mod.ExportedFunction(export).Call(ctx)
 	if err != nil {
-		return nil, r.trapError("calling "+export, err, &stderr)
+		return nil, r.trapError("calling "+export, err, stderr)
 	}
 	if rc := uint32(res[0]); rc != 0 {
 		msg := k.err
