@@ -17,8 +17,13 @@ import (
 type Credential struct {
 	scheme string
 	source string
-	secret string
+	// sec holds the secret behind a closure: fmt prints a func only as an
+	// address, whatever the verb, so a Credential printed where String is
+	// not called (an unexported field of another struct) stays safe.
+	sec func() string
 }
+
+func hide(s string) func() string { return func() string { return s } }
 
 // NoCredential sends no Authorization header.
 func NoCredential() Credential { return Credential{scheme: abi.SchemeNone} }
@@ -32,7 +37,7 @@ func BearerCredential(key, source string) (Credential, error) {
 	if strings.ContainsAny(key, " \t\r\n") {
 		return Credential{}, fmt.Errorf("the API key from %s contains white space", source)
 	}
-	return Credential{scheme: abi.SchemeBearer, source: source, secret: key}, nil
+	return Credential{scheme: abi.SchemeBearer, source: source, sec: hide(key)}, nil
 }
 
 // BasicCredential sends "Authorization: Basic base64(user:password)", the
@@ -45,7 +50,7 @@ func BasicCredential(authString, source string) (Credential, error) {
 	if strings.ContainsAny(authString, "\r\n") {
 		return Credential{}, fmt.Errorf("the auth string from %s spans several lines", source)
 	}
-	return Credential{scheme: abi.SchemeBasic, source: source, secret: authString}, nil
+	return Credential{scheme: abi.SchemeBasic, source: source, sec: hide(authString)}, nil
 }
 
 // ReadSecretFile reads a secret from a file, trimming one trailing newline.
@@ -79,22 +84,30 @@ func (c Credential) Source() string { return c.source }
 // Secrets returns the forms in which the secret could appear in output,
 // for redaction: the secret itself and its Basic encoding.
 func (c Credential) Secrets() []string {
-	if c.secret == "" {
+	sec := c.value()
+	if sec == "" {
 		return nil
 	}
-	out := []string{c.secret, base64.StdEncoding.EncodeToString([]byte(c.secret))}
-	if _, pw, ok := strings.Cut(c.secret, ":"); ok && c.scheme == abi.SchemeBasic && len(pw) >= 4 {
+	out := []string{sec, base64.StdEncoding.EncodeToString([]byte(sec))}
+	if _, pw, ok := strings.Cut(sec, ":"); ok && c.scheme == abi.SchemeBasic && len(pw) >= 4 {
 		out = append(out, pw)
 	}
 	return out
 }
 
+func (c Credential) value() string {
+	if c.sec == nil {
+		return ""
+	}
+	return c.sec()
+}
+
 func (c Credential) header() string {
 	switch c.scheme {
 	case abi.SchemeBearer:
-		return "Bearer " + c.secret
+		return "Bearer " + c.value()
 	case abi.SchemeBasic:
-		return "Basic " + base64.StdEncoding.EncodeToString([]byte(c.secret))
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(c.value()))
 	}
 	return ""
 }

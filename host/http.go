@@ -221,7 +221,7 @@ func (d *httpDoer) retryAfter(v string) int64 {
 		return 0
 	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s <= 0 || s > 86400 {
+		if !(s > 0 && s <= 86400) { // also NaN, which int64() would turn negative
 			return 0
 		}
 		return int64(s * 1000)

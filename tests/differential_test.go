@@ -201,5 +201,8 @@ func (x traced) Credential(r abi.CredentialRequest) abi.CredentialResponse {
 	x.t.Call(abi.FuncCredential, mustJSON(r), mustJSON(resp))
 	return resp
 }
-func (x traced) Log(l abi.LogRecord)     { x.e.Log(l); x.t.Call(abi.FuncLog, mustJSON(l), nil) }
-func (x traced) Progress(p abi.Progress) { x.e.Progress(p); x.t.Call(abi.FuncProgress, mustJSON(p), nil) }
+func (x traced) Log(l abi.LogRecord) { x.e.Log(l); x.t.Call(abi.FuncLog, mustJSON(l), nil) }
+func (x traced) Progress(p abi.Progress) {
+	x.e.Progress(p)
+	x.t.Call(abi.FuncProgress, mustJSON(p), nil)
+}

@@ -1,6 +1,7 @@
 package flowrun
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -188,6 +189,9 @@ func checkDeploymentRef(ref string) *abi.Error {
 		if i := strings.IndexAny(part, bannedNameChars); i >= 0 {
 			return abi.Errorf(abi.CodeInvalidInput, "deployment", "%q: Prefect names cannot contain %q", ref, part[i])
 		}
+		if part == "." || part == ".." {
+			return abi.Errorf(abi.CodeInvalidInput, "deployment", "%q: %q cannot be addressed by name; give the deployment id", ref, part)
+		}
 	}
 	return nil
 }
@@ -279,6 +283,10 @@ func parseParameters(c *Config, v string) *abi.Error {
 			return false
 		}
 		seen[key] = true
+		if !slices.Contains(parametersKeys, key) {
+			err = abi.Errorf(abi.CodeInvalidInput, field, "unknown key %q; expected %s", key, strings.Join(parametersKeys, ", "))
+			return false
+		}
 		if val.Type == gjson.Null {
 			return true
 		}
@@ -312,9 +320,6 @@ func parseParameters(c *Config, v string) *abi.Error {
 				return true
 			})
 			c.Tags = tags
-		default:
-			err = abi.Errorf(abi.CodeInvalidInput, field, "unknown key %q; expected %s", key, strings.Join(parametersKeys, ", "))
-			return false
 		}
 		return err == nil
 	})

@@ -152,7 +152,7 @@ func (m *Machine) runURL() string {
 	}
 	ui := m.s.UIBase
 	if ui == "" {
-		ui = uiRoot(m.s.APIBase)
+		ui = uiRoot(m.s.APIBase, m.s.Target == abi.TargetCloud)
 	}
 	ui = strings.TrimRight(ui, "/")
 	if m.s.Target == abi.TargetCloud && m.s.Workspace != nil {
@@ -162,15 +162,16 @@ func (m *Machine) runURL() string {
 }
 
 // uiRoot derives the UI root from an API URL as Prefect does: strip the
-// trailing /api, and turn Cloud's api. host into app.
-func uiRoot(api string) string {
+// trailing /api, and turn Cloud's api. host into app. A self-hosted
+// server's host is kept as it is, even when it starts with "api.".
+func uiRoot(api string, cloud bool) string {
 	api = strings.TrimRight(api, "/")
 	api = strings.TrimSuffix(api, "/api")
 	scheme, rest, ok := strings.Cut(api, "://")
 	if !ok {
 		return api
 	}
-	if strings.HasPrefix(rest, "api.") {
+	if cloud && strings.HasPrefix(rest, "api.") {
 		rest = "app." + strings.TrimPrefix(rest, "api.")
 	}
 	return scheme + "://" + rest

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -209,6 +210,23 @@ func (m *Machine) restore(checkpoint []byte) error {
 	if s.V != CheckpointVersion {
 		return fmt.Errorf("checkpoint version %d, want %d", s.V, CheckpointVersion)
 	}
+	// The invariants Step relies on: an outstanding request or retry has
+	// its request; a known workspace or deployment has its ids.
+	if (isHTTPOp(s.Op) || s.Op == opSleepRetry) && s.Req == nil {
+		return fmt.Errorf("checkpoint names outstanding operation %q without its request", s.Op)
+	}
+	if s.Op != "" && s.Op != opCredential && !isHTTPOp(s.Op) && !isSleepOp(s.Op) {
+		return fmt.Errorf("checkpoint names unknown operation %q", s.Op)
+	}
+	if s.Op == opSleepRetry && !isHTTPOp(s.After) {
+		return fmt.Errorf("checkpoint retries unknown operation %q", s.After)
+	}
+	if s.Deployment != nil && !IsUUID(s.Deployment.ID) || s.Workspace != nil && (!IsUUID(s.Workspace.AccountID) || !IsUUID(s.Workspace.WorkspaceID)) {
+		return fmt.Errorf("checkpoint holds an invalid deployment or workspace id")
+	}
+	if s.Run.ID != "" && !IsUUID(s.Run.ID) {
+		return fmt.Errorf("checkpoint holds an invalid flow run id")
+	}
 	m.s = s
 	return nil
 }
@@ -285,9 +303,21 @@ func (m *Machine) Step(ev abi.Event) []abi.Command {
 	case abi.EventWoke:
 		m.onWoke()
 	case abi.EventHTTP:
-		m.onHTTP(ev.HTTP)
+		m.onHTTP(utf8Body(ev.HTTP))
 	}
 	return m.take()
+}
+
+// utf8Body returns r with a body that is not UTF-8, and so not JSON
+// (RFC 8259 §8.1), moved to BodyText with the bad bytes replaced. Nothing
+// that is not UTF-8 enters the state, so a checkpoint restores exactly.
+func utf8Body(r *abi.HTTPResponse) *abi.HTTPResponse {
+	if utf8.Valid(r.Body) {
+		return r
+	}
+	c := *r
+	c.Body, c.BodyText = nil, strings.ToValidUTF8(string(r.Body), "\uFFFD")
+	return &c
 }
 
 func isHTTPOp(op string) bool {

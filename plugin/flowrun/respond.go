@@ -716,14 +716,16 @@ func (m *Machine) onCancel(r *abi.HTTPResponse) {
 		m.s.CancelOutcome = "it had already ended (" + clip(reason) + ")"
 		m.finishInterrupted()
 	case status == "WAIT":
-		delay := int64(b.Get("details.delay_seconds").Float() * 1000)
-		if m.s.Now+delay > m.cancelDeadline() {
+		// Compare in float64 before converting: a huge delay_seconds must
+		// not overflow int64 into a short (or endless) sleep.
+		ms := b.Get("details.delay_seconds").Float() * 1000
+		if ms > float64(m.cancelDeadline()-m.s.Now) {
 			m.s.CancelOutcome = "Prefect asked to wait past the grace period"
 			m.finishInterrupted()
 			return
 		}
 		m.s.After = opCancel
-		m.sleep(opSleepRetry, delay)
+		m.sleep(opSleepRetry, int64(max(ms, 0)))
 	default:
 		m.s.CancelOutcome = fmt.Sprintf("Prefect answered %s (%s)", clip(status), clip(reason))
 		m.finishInterrupted()

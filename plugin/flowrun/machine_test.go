@@ -1,0 +1,367 @@
+package flowrun
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
+)
+
+// These tests cover behaviours the golden scenarios cannot express:
+// resuming from checkpoints, malformed checkpoints and events, and
+// helpers. They live in package flowrun to reach the machine's state.
+
+func waitInput() abi.RunInput {
+	return abi.RunInput{
+		Target: abi.TargetServer, APIBase: "http://prefect.test/api", InvocationID: "inv-1", Seed: 42,
+		Fields: abi.Fields{Deployment: "etl/nightly", Wait: "true", PollInterval: "60", CancelOnInterrupt: "true", CancelGrace: "30"},
+	}
+}
+
+func credEv(scheme string) abi.Event {
+	return abi.Event{Kind: abi.EventCredential, Credential: &abi.CredentialResponse{Scheme: scheme}}
+}
+
+func httpEv(status int, body string, now int64) abi.Event {
+	r := &abi.HTTPResponse{Status: status, NowMS: now}
+	if body != "" {
+		r.Body = json.RawMessage(body)
+	}
+	return abi.Event{Kind: abi.EventHTTP, HTTP: r}
+}
+
+func wokeEv(now int64, it *abi.Interrupt) abi.Event {
+	return abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: now, Interrupt: it}}
+}
+
+// drive starts a machine and feeds it events, checking that each answers
+// the outstanding command; it returns the machine and its last commands.
+func drive(t *testing.T, in abi.RunInput, events ...abi.Event) (*Machine, []abi.Command) {
+	t.Helper()
+	m, cmds := Start(in)
+	for i, ev := range events {
+		last := cmds[len(cmds)-1]
+		want := map[string]string{abi.CommandHTTP: abi.EventHTTP, abi.CommandSleep: abi.EventWoke, abi.CommandCredential: abi.EventCredential}[last.Kind]
+		if ev.Kind != want {
+			t.Fatalf("event %d: the machine wants %q, after %s", i, want, jsonOf(t, cmds))
+		}
+		cmds = m.Step(ev)
+	}
+	return m, cmds
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func lastCmd(cmds []abi.Command) abi.Command { return cmds[len(cmds)-1] }
+
+// untilCreate answers up to the create request; untilPolling up to the
+// first poll sleep of a RUNNING flow run.
+var (
+	untilCreate = []abi.Event{
+		credEv(abi.SchemeNone),
+		httpEv(200, flowruntest.Deployment(), 10),
+	}
+	untilPolling = append(untilCreate[:len(untilCreate):len(untilCreate)],
+		httpEv(201, flowruntest.Run(StateRunning, "Running", ""), 20))
+)
+
+func TestRestoreErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		checkpoint string
+		want       string
+	}{
+		{"not JSON", `not json`, "checkpoint is not valid JSON"},
+		{"empty", ``, "checkpoint is not valid JSON"},
+		{"truncated", `{"v":1,`, "checkpoint is not valid JSON"},
+		{"nested too deeply", strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200), "nested too deeply"},
+		{"an array", `[1]`, "checkpoint does not decode"},
+		{"wrong type", `{"v":"1"}`, "checkpoint does not decode"},
+		{"no version", `{}`, "checkpoint version 0, want 1"},
+		{"newer version", `{"v":2,"action":"launch_flow_run"}`, "checkpoint version 2, want 1"},
+		{"null", `null`, "checkpoint version 0, want 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Restore([]byte(tc.checkpoint))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Restore(%.40q) = %v, %v, want an error containing %q", tc.checkpoint, m, err, tc.want)
+			}
+			if tc.checkpoint == "" {
+				return // Start reads an empty checkpoint as none
+			}
+			// Start with the same checkpoint finishes with an input error.
+			in := waitInput()
+			in.Checkpoint = json.RawMessage(tc.checkpoint)
+			_, cmds := Start(in)
+			last := lastCmd(cmds)
+			if len(cmds) != 1 || last.Kind != abi.CommandFinish || last.Finish.Error == nil ||
+				last.Finish.Error.Code != abi.CodeInvalidInput || last.Finish.Error.Field != "checkpoint" || last.Finish.ExitCode != abi.ExitDataValidation {
+				t.Errorf("Start(checkpoint %.40q) = %s, want finish invalid_input on checkpoint", tc.checkpoint, jsonOf(t, cmds))
+			}
+		})
+	}
+}
+
+func TestRestoreRoundTrip(t *testing.T) {
+	m, _ := drive(t, waitInput(), untilPolling...)
+	cp := m.Checkpoint()
+	r, err := Restore(cp)
+	if err != nil {
+		t.Fatalf("Restore(Checkpoint()) = %v", err)
+	}
+	if got := r.Checkpoint(); string(got) != string(cp) {
+		t.Errorf("Restore(cp).Checkpoint() = %s, want %s", got, cp)
+	}
+	ev := wokeEv(60020, nil)
+	if a, b := jsonOf(t, m.Step(ev)), jsonOf(t, r.Step(ev)); a != b {
+		t.Errorf("restored Step(%v) = %s, want %s", ev, b, a)
+	}
+}
+
+func TestResume(t *testing.T) {
+	createPath := "/deployments/" + flowruntest.DeploymentID + "/create_flow_run"
+	tests := []struct {
+		name   string
+		input  func() abi.RunInput
+		events []abi.Event
+		// check inspects the commands Start returns for the checkpoint.
+		check func(t *testing.T, before *Machine, cmds []abi.Command)
+	}{
+		{
+			name:  "known flow run is read again, not created",
+			input: waitInput, events: untilPolling,
+			check: func(t *testing.T, before *Machine, cmds []abi.Command) {
+				last := lastCmd(cmds)
+				if last.Kind != abi.CommandHTTP || last.HTTP.Method != "GET" || last.HTTP.Path != "/flow_runs/"+flowruntest.RunID {
+					t.Errorf("resume = %s, want GET /flow_runs/%s", jsonOf(t, cmds), flowruntest.RunID)
+				}
+				if cmds[0].Kind != abi.CommandLog || !strings.Contains(cmds[0].Log.Message, "Resuming: re-attaching to flow run") {
+					t.Errorf("resume = %s, want a log line first", jsonOf(t, cmds))
+				}
+			},
+		},
+		{
+			name:  "deployment without a flow run repeats the create with the same key",
+			input: waitInput, events: untilCreate,
+			check: func(t *testing.T, before *Machine, cmds []abi.Command) {
+				last := lastCmd(cmds)
+				if last.Kind != abi.CommandHTTP || last.HTTP.Method != "POST" || last.HTTP.Path != createPath {
+					t.Fatalf("resume = %s, want POST %s", jsonOf(t, cmds), createPath)
+				}
+				orig := before.s.Req
+				if orig == nil || string(orig.Body) != string(last.HTTP.Body) {
+					t.Errorf("resumed create body = %s, want the original %s", last.HTTP.Body, orig.Body)
+				}
+				var body struct {
+					Key string `json:"idempotency_key"`
+				}
+				if err := json.Unmarshal(last.HTTP.Body, &body); err != nil || body.Key != "ue-prefect:"+flowruntest.DeploymentID+":inv-1" {
+					t.Errorf("resumed idempotency key = %q (%v), want the original", body.Key, err)
+				}
+			},
+		},
+		{
+			name: "create outstanding without waiting repeats the create",
+			input: func() abi.RunInput {
+				in := waitInput()
+				in.Fields.Wait = "false"
+				return in
+			},
+			events: untilCreate,
+			check: func(t *testing.T, before *Machine, cmds []abi.Command) {
+				// The create went out but its answer was lost: repeat it.
+				if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || last.HTTP.Path != createPath {
+					t.Errorf("resume = %s, want the create again", jsonOf(t, cmds))
+				}
+			},
+		},
+		{
+			name: "a finished run finishes again",
+			input: func() abi.RunInput {
+				in := waitInput()
+				in.Fields.Wait = "false"
+				return in
+			},
+			events: untilPolling,
+			check: func(t *testing.T, before *Machine, cmds []abi.Command) {
+				if len(cmds) != 1 || cmds[0].Kind != abi.CommandFinish || cmds[0].Finish.ExitCode != 0 {
+					t.Errorf("resume = %s, want finish exit 0", jsonOf(t, cmds))
+				}
+			},
+		},
+		{
+			name:  "nothing resolved starts over",
+			input: waitInput, events: nil,
+			check: func(t *testing.T, before *Machine, cmds []abi.Command) {
+				if len(cmds) != 1 || cmds[0].Kind != abi.CommandCredential {
+					t.Errorf("resume = %s, want the credential again", jsonOf(t, cmds))
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := drive(t, tc.input(), tc.events...)
+			cp := before.Checkpoint()
+			// A new process: its clock starts again at 5.
+			m, cmds := Start(abi.RunInput{Checkpoint: cp, NowMS: 5, Seed: 9})
+			tc.check(t, before, cmds)
+			if m.s.Now < before.s.Now {
+				t.Errorf("machine time after resume = %d, want at least %d", m.s.Now, before.s.Now)
+			}
+			if m.s.Now != m.s.Offset+5 {
+				t.Errorf("offset after resume = %d, want machine time %d = host time 5 + offset", m.s.Offset, m.s.Now)
+			}
+		})
+	}
+}
+
+func TestStepWrongEvent(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []abi.Event // bring the machine to its outstanding command
+		ev     abi.Event
+	}{
+		{"http answers credential", nil, httpEv(200, `{}`, 0)},
+		{"woke answers credential", nil, wokeEv(0, nil)},
+		{"credential without its payload", nil, abi.Event{Kind: abi.EventCredential}},
+		{"empty event", nil, abi.Event{}},
+		{"unknown kind", nil, abi.Event{Kind: "telepathy", Credential: &abi.CredentialResponse{Scheme: "none"}}},
+		{"woke answers http", untilCreate[:1], wokeEv(0, nil)},
+		{"credential answers http", untilCreate[:1], credEv(abi.SchemeNone)},
+		{"http without its payload", untilCreate[:1], abi.Event{Kind: abi.EventHTTP}},
+		{"http answers sleep", untilPolling, httpEv(200, flowruntest.Run(StateRunning, "Running", ""), 0)},
+		{"woke without its payload", untilPolling, abi.Event{Kind: abi.EventWoke}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _ := drive(t, waitInput(), tc.events...)
+			cmds := m.Step(tc.ev)
+			if len(cmds) != 1 || cmds[0].Kind != abi.CommandFinish {
+				t.Fatalf("Step(%s) = %s, want one finish", jsonOf(t, tc.ev), jsonOf(t, cmds))
+			}
+			f := cmds[0].Finish
+			if f.ExitCode != abi.ExitFailed || f.Error == nil || f.Error.Code != abi.CodeInternal || !strings.Contains(f.Error.Message, "does not answer the outstanding command") {
+				t.Errorf("Step(%s) finish = %s, want exit 1, code internal", jsonOf(t, tc.ev), jsonOf(t, f))
+			}
+		})
+	}
+}
+
+// TestCancelWait covers Prefect's WAIT answer to a cancellation: a delay
+// within the grace period is waited out; one past it, however large,
+// ends the wait.
+func TestCancelWait(t *testing.T) {
+	sigterm := &abi.Interrupt{Reason: "SIGTERM", ExitCode: abi.ExitInterruptedSIGTERM}
+	tests := []struct {
+		name      string
+		delay     string
+		wantSleep int64 // -1: want finish
+	}{
+		{"within grace", "2", 2000},
+		{"zero", "0", 0},
+		{"negative", "-5", 0},
+		{"past grace", "31", -1},
+		{"a billion seconds", "1e9", -1},
+		{"near the int64 limit in ms", "9223372036854774", -1},
+		{"past the int64 limit in ms", "1e300", -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			events := append(untilPolling[:len(untilPolling):len(untilPolling)], wokeEv(30_000, sigterm))
+			m, cmds := drive(t, waitInput(), events...)
+			if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || !strings.HasSuffix(last.HTTP.Path, "/set_state") {
+				t.Fatalf("after the interrupt = %s, want the cancellation", jsonOf(t, cmds))
+			}
+			ev := httpEv(200, `{"status":"WAIT","details":{"delay_seconds":`+tc.delay+`}}`, 30_000)
+			ev.HTTP.Interrupt = sigterm
+			cmds = m.Step(ev)
+			last := lastCmd(cmds)
+			switch {
+			case tc.wantSleep < 0 && (last.Kind != abi.CommandFinish || last.Finish.Error == nil || last.Finish.Error.Code != abi.CodeInterrupted):
+				t.Errorf("Step(WAIT %s s) = %s, want finish interrupted", tc.delay, jsonOf(t, cmds))
+			case tc.wantSleep >= 0 && (last.Kind != abi.CommandSleep || last.Sleep.DurationMS != tc.wantSleep):
+				t.Errorf("Step(WAIT %s s) = %s, want sleep %d ms", tc.delay, jsonOf(t, cmds), tc.wantSleep)
+			}
+		})
+	}
+}
+
+func TestUIRoot(t *testing.T) {
+	tests := []struct {
+		api   string
+		cloud bool
+		want  string
+	}{
+		{"https://api.prefect.cloud/api", true, "https://app.prefect.cloud"},
+		{"https://api.prefect.cloud/api/", true, "https://app.prefect.cloud"},
+		{"http://127.0.0.1:4200/api", false, "http://127.0.0.1:4200"},
+		{"http://localhost:4200/api/", false, "http://localhost:4200"},
+		{"https://prefect.example.com/prefect/api", false, "https://prefect.example.com/prefect"},
+		{"https://prefect.example.com", false, "https://prefect.example.com"},
+		// A self-hosted server whose host happens to start with "api." keeps it.
+		{"https://api.example.com/api", false, "https://api.example.com"},
+		{"not a url", false, "not a url"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.api, func(t *testing.T) {
+			if got := uiRoot(tc.api, tc.cloud); got != tc.want {
+				t.Errorf("uiRoot(%q, %v) = %q, want %q", tc.api, tc.cloud, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunURL(t *testing.T) {
+	ws := &workspace{AccountID: flowruntest.AccountID, WorkspaceID: flowruntest.WorkspaceID}
+	tests := []struct {
+		name string
+		s    state
+		want string
+	}{
+		{"no run", state{APIBase: "http://127.0.0.1:4200/api"}, ""},
+		{"server", state{Target: abi.TargetServer, APIBase: "http://127.0.0.1:4200/api", Run: flowRun{ID: flowruntest.RunID}},
+			"http://127.0.0.1:4200/runs/flow-run/" + flowruntest.RunID},
+		{"cloud", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Workspace: ws, Run: flowRun{ID: flowruntest.RunID}},
+			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
+		{"UI base overrides", state{Target: abi.TargetServer, APIBase: "http://127.0.0.1:4200/api", UIBase: "https://ui.example.com/", Run: flowRun{ID: flowruntest.RunID}},
+			"https://ui.example.com/runs/flow-run/" + flowruntest.RunID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Machine{s: tc.s}
+			if got := m.runURL(); got != tc.want {
+				t.Errorf("runURL() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPathEscape(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nightly", "nightly"},
+		{"my flow", "my%20flow"},
+		{"a/b", "a%2Fb"},
+		{"a?b#c", "a%3Fb%23c"},
+		{"..", ".."},
+		{"déjà", "d%C3%A9j%C3%A0"},
+		{"a:b@c", "a:b@c"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := pathEscape(tc.in); got != tc.want {
+				t.Errorf("pathEscape(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
