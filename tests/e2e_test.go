@@ -58,7 +58,7 @@ func TestE2E_LaunchOnly(t *testing.T) {
 	dir := t.TempDir()
 	ext := filepath.Join(dir, "ext.json")
 	fields := filepath.Join(dir, "fields.json")
-	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "ok/ok", "UE_PREFECT_FLOW_RUN_NAME", "e2e-launch-only",
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_FLOW_RUN_NAME", "e2e-launch-only",
 		"UE_PREFECT_EXTENSION_OUTPUT", ext, "UE_PREFECT_OUTPUT_FIELDS", fields))
 	wantExit(t, r, 0, "Task executed successfully.")
 	if len(r.fields) == 0 || r.fields[0]["flow_run_id"] == "" || r.fields[0]["flow_run_name"] != "e2e-launch-only" || r.fields[0]["flow_run_state"] != "SCHEDULED" {
@@ -91,7 +91,7 @@ func TestE2E_LaunchOnly(t *testing.T) {
 		Extension string         `json:"extension"`
 		Fields    map[string]any `json:"fields"`
 	}
-	if err := json.Unmarshal(r.doc.Invocation, &inv); err != nil || inv.Extension != "ue-prefect" || inv.Fields["deployment"] != "ok/ok" {
+	if err := json.Unmarshal(r.doc.Invocation, &inv); err != nil || inv.Extension != "ue-prefect" || inv.Fields["deployment"] != "idle/idle" {
 		t.Errorf("invocation = %s", r.doc.Invocation)
 	}
 }
@@ -246,7 +246,7 @@ func TestE2E_Parameters(t *testing.T) {
 	})
 	t.Run("no metadata option", func(t *testing.T) {
 		t.Parallel()
-		r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "ok/ok", "UE_PREFECT_INCLUDE_METADATA", "No Metadata"))
+		r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_INCLUDE_METADATA", "No Metadata"))
 		wantExit(t, r, 0, "Task executed successfully.")
 		if _, ok := r.doc.Result["flow_run"]; ok || r.str("flow_run_id") == "" {
 			t.Errorf("result = %v: want the output fields but no flow_run metadata", r.doc.Result)
@@ -259,7 +259,7 @@ func TestE2E_Parameters(t *testing.T) {
 func TestE2E_DeploymentResolution(t *testing.T) {
 	t.Parallel()
 	env := e2e(t)
-	id, err := env.Server.DeploymentID(ctxT(t, 30*time.Second), "alpha", "alpha-only")
+	id, err := env.Server.DeploymentID(ctxT(t, 30*time.Second), "idle", "idle")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,12 +268,12 @@ func TestE2E_DeploymentResolution(t *testing.T) {
 		code      int
 		want      []string
 	}{
-		{"by id", id, 0, []string{"Deployment: alpha/alpha-only"}},
-		{"by flow/deployment", "alpha/alpha-only", 0, []string{"Deployment: alpha/alpha-only"}},
-		{"by unique bare name", "alpha-only", 0, []string{"Deployment: alpha/alpha-only"}},
+		{"by id", id, 0, []string{"Deployment: idle/idle"}},
+		{"by flow/deployment", "idle/idle", 0, []string{"Deployment: idle/idle"}},
+		{"by unique bare name", "idle", 0, []string{"Deployment: idle/idle"}},
 		{"ambiguous bare name", "shared", 20, []string{"Deployment ID or Name: \"shared\" matches 2 deployments: alpha/shared, beta/shared"}},
 		{"unknown flow/deployment", "ok/nope", 20, []string{`no deployment "ok/nope"; available:`, "ok/ok", "typed/typed"}},
-		{"unknown id", "00000000-0000-4000-8000-000000000000", 20, []string{"no deployment", "alpha/alpha-only"}},
+		{"unknown id", "00000000-0000-4000-8000-000000000000", 20, []string{"no deployment", "alpha/alpha-only", "idle/idle"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -320,8 +320,8 @@ func TestE2E_ListDeployments(t *testing.T) {
 func TestE2E_RerunAndReattach(t *testing.T) {
 	t.Parallel()
 	env := e2e(t)
-	a := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "ok/ok"))
-	b := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "ok/ok"))
+	a := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle"))
+	b := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle"))
 	if a.str("flow_run_id") == "" || a.str("flow_run_id") == b.str("flow_run_id") {
 		t.Errorf("two runs without a key = %q, %q; want two different runs", a.str("flow_run_id"), b.str("flow_run_id"))
 	}

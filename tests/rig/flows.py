@@ -92,6 +92,15 @@ def demo(name: str = "world") -> str:
     return greeting
 
 
+@flow(name="idle")
+def idle() -> str:
+    return "never runs"
+
+
+# Registered but not served: nothing ever picks its runs up, so tests that
+# only launch (and never wait) cost no flow-run process.
+UNSERVED = [(idle, "idle", {})]
+
 # (flow, deployment name, extra to_deployment kwargs)
 DEPLOYMENTS = [
     (ok, "ok", {}),
@@ -121,7 +130,7 @@ def _wait_ready(stop_event, timeout: float = 120.0) -> None:
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    pending = {(f.name, d) for f, d, _ in DEPLOYMENTS}
+    pending = {(f.name, d) for f, d, _ in DEPLOYMENTS + UNSERVED}
     deadline = time.monotonic() + timeout
     while pending and not stop_event.is_set():
         for flow_name, dep in sorted(pending):
@@ -151,6 +160,9 @@ def main() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         raise SystemExit("flows.py: PREFECT_API_URL must be set")
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+
+    for f, d, kw in UNSERVED:
+        f.to_deployment(name=d, **kw).apply()
 
     stop = threading.Event()
     threading.Thread(target=_wait_ready, args=(stop,), daemon=True).start()
