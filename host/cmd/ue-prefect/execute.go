@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -197,7 +198,11 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	if inv.flag("no_cache") {
 		ropts = append(ropts, host.WithoutCache())
 	}
+	// Loading allocates heavily and briefly (decoding and validating the
+	// module); collecting during it only costs start-up time.
+	gc := debug.SetGCPercent(800)
 	rt, err := host.NewRuntime(ctx, host.PluginWasm, ropts...)
+	debug.SetGCPercent(gc)
 	if err != nil {
 		out := abi.RunOutput{ExitCode: abi.ExitFailed, StatusDescription: abi.StatusDescription(abi.ExitFailed, err.Error()),
 			Error: &abi.Error{Code: abi.CodeInternal, Message: err.Error()}, Result: json.RawMessage("{}")}
