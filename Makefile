@@ -9,7 +9,7 @@ PLUGIN  := host/plugin.wasm
 BIN     := bin/ue-prefect
 VENV    := .venv
 # Pinned tools, run with `go run tool@version`.
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WAZERO_CLI  := github.com/tetratelabs/wazero/cmd/wazero@v1.12.0
 FUZZTIME    ?= 10s
 FUZZTIME_LONG ?= 5m
@@ -51,10 +51,9 @@ test.unit: ## tests that need no Prefect server
 	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
 
 test.wasm: ## run the pure packages' tests compiled to wasip1, under wazero
-	@PATH="$$($(GO) env GOROOT)/lib/wasm:$$PATH" GOWASIRUNTIME=wazero \
-	  WAZERO="$$($(GO) env GOPATH)/bin/wazero"; \
-	  test -x "$$WAZERO" || $(GO) install $(WAZERO_CLI); \
-	  PATH="$$($(GO) env GOPATH)/bin:$$PATH" GOOS=wasip1 GOARCH=wasm $(GO) test -count=1 ./abi/... ./plugin/flowrun/...
+	@test -x "$$($(GO) env GOPATH)/bin/wazero" || $(GO) install $(WAZERO_CLI)
+	PATH="$$($(GO) env GOROOT)/lib/wasm:$$($(GO) env GOPATH)/bin:$$PATH" GOWASIRUNTIME=wazero \
+	  GOOS=wasip1 GOARCH=wasm $(GO) test -count=1 ./abi/... ./plugin/flowrun/...
 
 test.e2e: venv ## end-to-end tests only, against a real Prefect server
 	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80

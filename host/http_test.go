@@ -511,6 +511,7 @@ func TestCredentialNeverPrinted(t *testing.T) {
 		}
 		outputs["Sprint"] = fmt.Sprint(c)
 		outputs["Errorf %w"] = fmt.Errorf("request failed with %v: %w", c, io.EOF).Error()
+		//lint:ignore SA9005 marshalling a Credential on purpose: the secret must stay out of JSON too
 		outputs["json"] = func() string { b, _ := json.Marshal(c); return string(b) }()
 		outputs["recovered panic"] = func() (s string) {
 			defer func() { s = fmt.Sprint(recover()) }()

@@ -238,7 +238,6 @@ func publish(b *testing.B, table string) {
 type once struct {
 	done    bool
 	metrics [][2]any // value, unit
-	table   string
 }
 
 func (o *once) replay(b *testing.B) bool {

@@ -265,23 +265,3 @@ func stopAllProcs() {
 	wg.Wait()
 	sweep(markerVar+"="+rigToken+"-", true, syscall.SIGKILL)
 }
-
-// tail returns the last n bytes of a file, for error messages.
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := st.Size() - n
-	if off < 0 {
-		off = 0
-	}
-	buf := make([]byte, st.Size()-off)
-	_, _ = f.ReadAt(buf, off)
-	return string(buf)
-}
