@@ -44,7 +44,9 @@ test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a re
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 5m $$($(GO) list ./... | grep -v '/tests')
 	@# The Prefect-backed packages one at a time: each starts its own server, and two on 2 cores starve SQLite.
-	$(GO) test -count=1 -timeout 12m -p 1 ./tests/...
+	@mkdir -p bin && rm -f bin/test-report.txt
+	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 12m -p 1 ./tests/...
+	@cat bin/test-report.txt
 	$(MAKE) --no-print-directory test.wasm fuzz-short
 
 test.unit: ## tests that need no Prefect server
