@@ -181,8 +181,16 @@ func (b *syncBuffer) String() string {
 
 func startUE(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(binPath, args...), done: make(chan struct{})}
-	p.cmd.Env = baseEnv(env)
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = baseEnv(env)
+	return startProc(t, cmd)
+}
+
+// startProc starts cmd, capturing its output, and kills it at the end of
+// the test if it is still running.
+func startProc(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.start = time.Now()
 	if err := p.cmd.Start(); err != nil {

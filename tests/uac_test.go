@@ -36,23 +36,9 @@ func uacTask(t *testing.T, script, stateDir string) *proc {
 	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: exec.Command("/bin/sh", path), done: make(chan struct{})}
-	p.cmd.Env = baseEnv(map[string]string{"UE_PREFECT_STATE_DIR": stateDir})
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	p.start = time.Now()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
+	cmd := exec.Command("/bin/sh", path)
+	cmd.Env = baseEnv(map[string]string{"UE_PREFECT_STATE_DIR": stateDir})
+	return startProc(t, cmd)
 }
 
 // TestE2E_UACTemplate runs the shipped Universal Template's script, resolved
@@ -67,7 +53,7 @@ func TestE2E_UACTemplate(t *testing.T) {
 		"action": "Launch Flow Run", "target": "Self-hosted Prefect server", "api_url": env.Server.URL,
 		"deployment": "ok/ok", "flow_run_name": "", "additional_params": "true",
 		"parameters": `{"parameters": {"seconds": 0}, "context": {}, "job_variables": {}, "tags": ["uac"]}`,
-		"wait": "true", "polling_interval": "1", "max_polls": "", "output_options": "Include Flow Run Metadata",
+		"wait":       "true", "polling_interval": "1", "max_polls": "", "output_options": "Include Flow Run Metadata",
 		"cancel_on_cancel": "false", "binary_path": binPath, "workspace": "",
 	}
 	task := fmt.Sprintf("1762%09d", time.Now().UnixNano()%1e9)

@@ -195,14 +195,46 @@ func (m *Machine) badResponse(why string) {
 	m.fail(abi.Errorf(abi.CodeBadResponse, "", "unexpected response to %s %s: %s", m.s.Req.Method, m.s.Req.Path, why))
 }
 
-func (m *Machine) onWorkspaces(r *abi.HTTPResponse) {
+// array returns the body of a 200 answer that must be a JSON array of
+// what; any other answer ends the run.
+func (m *Machine) array(r *abi.HTTPResponse, what string) (gjson.Result, bool) {
 	if r.Status != 200 {
 		m.fail(m.statusError(r, ""))
-		return
+		return gjson.Result{}, false
 	}
 	arr := gjson.ParseBytes(r.Body)
 	if !arr.IsArray() {
-		m.badResponse("expected an array of workspaces")
+		m.badResponse("expected an array of " + what)
+		return gjson.Result{}, false
+	}
+	return arr, true
+}
+
+// deployments parses an array of deployments, keeping each raw object;
+// a malformed one ends the run.
+func (m *Machine) deployments(arr gjson.Result) ([]deployment, []gjson.Result, bool) {
+	var deps []deployment
+	var raw []gjson.Result
+	ok := true
+	arr.ForEach(func(_, d gjson.Result) bool {
+		dep, valid := parseDeployment(d)
+		if !valid {
+			ok = false
+			return false
+		}
+		deps = append(deps, dep)
+		raw = append(raw, d)
+		return true
+	})
+	if !ok {
+		m.badResponse("a deployment lacks id, name or flow_id")
+	}
+	return deps, raw, ok
+}
+
+func (m *Machine) onWorkspaces(r *abi.HTTPResponse) {
+	arr, ok := m.array(r, "workspaces")
+	if !ok {
 		return
 	}
 	var all []workspace
@@ -395,33 +427,21 @@ func (m *Machine) deploymentResolved() {
 }
 
 func (m *Machine) onDeploymentsByName(r *abi.HTTPResponse) {
-	if r.Status != 200 {
-		m.fail(m.statusError(r, ""))
+	arr, ok := m.array(r, "deployments")
+	if !ok {
 		return
 	}
-	arr := gjson.ParseBytes(r.Body)
-	if !arr.IsArray() {
-		m.badResponse("expected an array of deployments")
+	all, raws, ok := m.deployments(arr)
+	if !ok {
 		return
 	}
 	var found []deployment
 	var raw []gjson.Result
-	bad := false
-	arr.ForEach(func(_, d gjson.Result) bool {
-		dep, ok := parseDeployment(d)
-		if !ok {
-			bad = true
-			return false
-		}
+	for i, dep := range all {
 		if dep.Name == m.s.Cfg.Deployment { // the filter is exact; be sure
 			found = append(found, dep)
-			raw = append(raw, d)
+			raw = append(raw, raws[i])
 		}
-		return true
-	})
-	if bad {
-		m.badResponse("a deployment lacks id, name or flow_id")
-		return
 	}
 	switch len(found) {
 	case 0:
@@ -441,32 +461,16 @@ func (m *Machine) onDeploymentsByName(r *abi.HTTPResponse) {
 }
 
 func (m *Machine) onDeploymentsAll(r *abi.HTTPResponse) {
-	if r.Status != 200 {
-		m.fail(m.statusError(r, ""))
+	arr, ok := m.array(r, "deployments")
+	if !ok {
 		return
 	}
-	arr := gjson.ParseBytes(r.Body)
-	if !arr.IsArray() {
-		m.badResponse("expected an array of deployments")
+	deps, _, ok := m.deployments(arr)
+	if !ok {
 		return
 	}
-	n, bad := 0, false
-	arr.ForEach(func(_, d gjson.Result) bool {
-		dep, ok := parseDeployment(d)
-		if !ok {
-			bad = true
-			return false
-		}
-		n++
-		if len(m.s.Matches) < MaxListed {
-			m.s.Matches = append(m.s.Matches, dep)
-		}
-		return true
-	})
-	if bad {
-		m.badResponse("a deployment lacks id, name or flow_id")
-		return
-	}
+	n := len(deps)
+	m.s.Matches = append(m.s.Matches, deps[:min(n, max(0, MaxListed-len(m.s.Matches)))]...)
 	m.s.ListOffset += n
 	if m.s.Why == "list" && n == 200 && len(m.s.Matches) < MaxListed {
 		m.sendListDeployments()
@@ -476,13 +480,8 @@ func (m *Machine) onDeploymentsAll(r *abi.HTTPResponse) {
 }
 
 func (m *Machine) onFlows(r *abi.HTTPResponse) {
-	if r.Status != 200 {
-		m.fail(m.statusError(r, ""))
-		return
-	}
-	arr := gjson.ParseBytes(r.Body)
-	if !arr.IsArray() {
-		m.badResponse("expected an array of flows")
+	arr, ok := m.array(r, "flows")
+	if !ok {
 		return
 	}
 	if m.s.FlowNames == nil {
