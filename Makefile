@@ -29,11 +29,11 @@ $(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go') go.
 plugin: $(PLUGIN) ## rebuild host/plugin.wasm from ./plugin (deterministic; committed)
 
 $(PLUGIN): $(shell find plugin abi -name '*.go' -not -name '*_test.go') go.mod go.sum
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(PLUGIN) ./plugin
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -o $(PLUGIN) ./plugin
 
 plugin-check: ## fail if the committed host/plugin.wasm is not what ./plugin builds
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $$tmp/plugin.wasm ./plugin; \
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -o $$tmp/plugin.wasm ./plugin; \
 	if ! cmp -s $$tmp/plugin.wasm $(PLUGIN); then echo "host/plugin.wasm is stale: run 'make plugin' and commit it" >&2; exit 1; fi; \
 	echo "plugin-check: host/plugin.wasm is fresh"
 

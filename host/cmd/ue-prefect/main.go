@@ -10,8 +10,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/ue-prefect/ue-prefect/abi"
 )
 
 const usage = `Usage:
@@ -102,7 +105,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	}
 	switch inv.command {
 	case "version":
-		fmt.Fprintf(stdout, "ue-prefect %s\n", version)
+		fmt.Fprintf(stdout, "ue-prefect %s (plugin ABI %d, %s)\n", version, abi.Version, runtime.Version())
 		return 0
 	}
 	return execute(ctx, inv, stdout, stderr, signals, start)
