@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -74,6 +75,20 @@ type callState struct {
 	graceStop context.CancelFunc
 	stopOnce  sync.Once
 	done      chan struct{}
+	// told is set once a response has carried the interrupt to the plugin.
+	// Until then a blocking call returns at once with the interrupt; after,
+	// calls are served within the grace period (the plugin may cancel).
+	told atomic.Bool
+}
+
+// untold returns the interrupt if the plugin has not been told of it yet,
+// and counts it as told.
+func (cs *callState) untold() *abi.Interrupt {
+	it := cs.intr.get()
+	if it == nil || cs.told.Swap(true) {
+		return nil
+	}
+	return it
 }
 
 type callKey struct{}
@@ -183,6 +198,10 @@ func (e *Effects) Close() { e.cs.stop() }
 // HTTP implements abi.FuncHTTP.
 func (e *Effects) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
 	cs := e.cs
+	if it := cs.untold(); it != nil {
+		return abi.HTTPResponse{Error: &abi.TransportError{Kind: abi.TransportInterrupted, Message: "interrupted before the request was sent"},
+			NowMS: cs.nowMS(), Interrupt: it}
+	}
 	ctx, cancel := cs.blockingCtx()
 	defer cancel()
 	resp := cs.doer.do(ctx, req)
@@ -190,17 +209,26 @@ func (e *Effects) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
 		resp.Error.Kind = abi.TransportInterrupted
 	}
 	resp.NowMS = cs.nowMS()
-	resp.Interrupt = cs.intr.get()
+	if resp.Interrupt = cs.intr.get(); resp.Interrupt != nil {
+		cs.told.Store(true)
+	}
 	return resp
 }
 
 // Sleep implements abi.FuncSleep.
 func (e *Effects) Sleep(req abi.SleepRequest) abi.SleepResponse {
 	cs := e.cs
+	if it := cs.untold(); it != nil {
+		return abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: it}
+	}
 	ctx, cancel := cs.blockingCtx()
 	defer cancel()
 	_ = cs.clock.Sleep(ctx, time.Duration(req.DurationMS)*time.Millisecond)
-	return abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: cs.intr.get()}
+	resp := abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: cs.intr.get()}
+	if resp.Interrupt != nil {
+		cs.told.Store(true)
+	}
+	return resp
 }
 
 // Credential implements abi.FuncCredential.

@@ -145,8 +145,12 @@ func (r result) str(key string) string {
 // baseEnv is a clean environment: nothing from the developer's Prefect
 // profile may leak into a test.
 func baseEnv(extra map[string]string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "UE_PREFECT_CACHE_DIR=" + cacheDir}
+	vars := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "UE_PREFECT_CACHE_DIR": cacheDir}
 	for k, v := range extra {
+		vars[k] = v
+	}
+	var env []string
+	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
 	return env

@@ -191,32 +191,10 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		fmt.Fprintf(errw, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
 
-	var ropts []host.RuntimeOption
-	if d := inv.get("cache_dir"); d != "" {
-		ropts = append(ropts, host.WithCacheDir(d))
-	}
-	if inv.flag("no_cache") {
-		ropts = append(ropts, host.WithoutCache())
-	}
-	// Loading allocates heavily and briefly (decoding and validating the
-	// module); collecting during it only costs start-up time.
-	gc := debug.SetGCPercent(800)
-	rt, err := host.NewRuntime(ctx, host.PluginWasm, ropts...)
-	debug.SetGCPercent(gc)
-	if err != nil {
-		out := abi.RunOutput{ExitCode: abi.ExitFailed, StatusDescription: abi.StatusDescription(abi.ExitFailed, err.Error()),
-			Error: &abi.Error{Code: abi.CodeInternal, Message: err.Error()}, Result: json.RawMessage("{}")}
-		fmt.Fprintf(errw, "ue-prefect: %s\n", out.StatusDescription)
-		_ = writeJSON(outw, document(inv, out))
-		return out.ExitCode
-	}
-	defer rt.Close(context.Background())
-	if inv.command == "warm-cache" {
-		rt.WaitCache(ctx)
-		fmt.Fprintf(errw, "ue-prefect: plugin compiled into %s\n", firstNonEmpty(inv.get("cache_dir"), host.DefaultCacheDir()))
-		return 0
-	}
-
+	// Signals are handled from the start: one that arrives while the module
+	// loads is reported by the run like any other, with its document.
+	closeCtx, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
 	intr := host.NewInterrupter()
 	sigs := make(chan os.Signal, 2)
 	stopSignals := signals(sigs)
@@ -237,8 +215,35 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 				code, name = 128+int(sig), sigName(sig)
 			}
 			intr.Interrupt(name, code)
+			stopWaiting() // do not hold the exit for a background cache compile
 		}
 	}()
+
+	var ropts []host.RuntimeOption
+	if d := inv.get("cache_dir"); d != "" {
+		ropts = append(ropts, host.WithCacheDir(d))
+	}
+	if inv.flag("no_cache") {
+		ropts = append(ropts, host.WithoutCache())
+	}
+	// Loading allocates heavily and briefly (decoding and validating the
+	// module); collecting during it only costs start-up time.
+	gc := debug.SetGCPercent(800)
+	rt, err := host.NewRuntime(ctx, host.PluginWasm, ropts...)
+	debug.SetGCPercent(gc)
+	if err != nil {
+		out := abi.RunOutput{ExitCode: abi.ExitFailed, StatusDescription: abi.StatusDescription(abi.ExitFailed, err.Error()),
+			Error: &abi.Error{Code: abi.CodeInternal, Message: err.Error()}, Result: json.RawMessage("{}")}
+		fmt.Fprintf(errw, "ue-prefect: %s\n", out.StatusDescription)
+		_ = writeJSON(outw, document(inv, out))
+		return out.ExitCode
+	}
+	defer rt.Close(closeCtx)
+	if inv.command == "warm-cache" {
+		rt.WaitCache(ctx)
+		fmt.Fprintf(errw, "ue-prefect: plugin compiled into %s\n", firstNonEmpty(inv.get("cache_dir"), host.DefaultCacheDir()))
+		return 0
+	}
 
 	in := abi.RunInput{Action: inv.action(), Fields: inv.fields}
 	cpPath := inv.get("checkpoint")
