@@ -46,6 +46,9 @@ type Fields struct {
 	OutageBudget string `json:"outage_budget,omitempty"`
 	// FlowRunID attaches to an existing flow run instead of launching one.
 	FlowRunID string `json:"flow_run_id,omitempty"`
+	// StreamLogs is a boolean: while waiting, relay the flow run's own log
+	// lines (POST /logs/filter after each poll). Default false.
+	StreamLogs string `json:"stream_logs,omitempty"`
 }
 
 // fieldLabels maps Fields' JSON names to the labels a UAC user sees.
@@ -64,6 +67,7 @@ var fieldLabels = map[string]string{
 	"cancel_grace":        "Cancel Grace Period (sec)",
 	"outage_budget":       "Outage Budget (sec)",
 	"flow_run_id":         "Flow Run ID",
+	"stream_logs":         "Stream Flow Run Logs",
 	"credentials":         "Credentials",
 	"target":              "Target",
 	"api_url":             "API URL",

@@ -151,7 +151,15 @@ const (
 type LogRecord struct {
 	Level   string `json:"level"`
 	Message string `json:"message"`
+	// Source is empty for ue-prefect's own lines and SourceFlowRun for a
+	// line of the flow run's own log (with --stream-logs).
+	Source string `json:"source,omitempty"`
+	// Time is the Prefect timestamp of a flow run's log line.
+	Time string `json:"time,omitempty"`
 }
+
+// SourceFlowRun marks a LogRecord that relays a line of the flow run's log.
+const SourceFlowRun = "flow_run"
 
 // StepInput is the input of [ExportStep].
 type StepInput struct {

@@ -397,3 +397,31 @@ func firstRunID(t *testing.T, stderr string) string {
 	t.Fatalf("no flow_run_id in:\n%s", stderr)
 	return ""
 }
+
+// TestE2E_StreamLogs: with --stream-logs the flow run's own log lines reach
+// stderr, each once, in order, including lines shipped after the run ended.
+func TestE2E_StreamLogs(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "demo/demo", "UE_PREFECT_WAIT", "true", "UE_PREFECT_POLL_INTERVAL", "1",
+		"UE_PREFECT_STREAM_LOGS", "true", "UE_PREFECT_PARAMETERS", `{"parameters":{"name":"logs"}}`))
+	wantExit(t, r, 0, "Task executed successfully.")
+	last := -1
+	for _, want := range []string{"demo flow starting for logs", "working... step 1/3", "working... step 2/3", "working... step 3/3", "done: Hello, logs!"} {
+		i := strings.Index(r.stderr, "│ INFO  │ "+want)
+		if i < 0 {
+			t.Errorf("stderr lacks the flow's log line %q\n%s", want, r.stderr)
+			continue
+		}
+		if i < last {
+			t.Errorf("log line %q is out of order", want)
+		}
+		last = i
+		if n := strings.Count(r.stderr, want); n != 1 {
+			t.Errorf("log line %q relayed %d times, want once", want, n)
+		}
+	}
+	if strings.Contains(r.stdout, "working... step") {
+		t.Errorf("flow logs leaked into stdout, which carries only the document")
+	}
+}

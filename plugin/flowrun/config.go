@@ -50,6 +50,7 @@ type Config struct {
 	CancelGraceS      int64     `json:"cancel_grace_s"`
 	OutageBudgetS     int64     `json:"outage_budget_s"`
 	FlowRunID         string    `json:"flow_run_id,omitempty"`
+	StreamLogs        bool      `json:"stream_logs,omitempty"`
 }
 
 // RawObject is a JSON object kept as text.
@@ -114,6 +115,7 @@ func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 	}
 	c.Wait = boolean("wait", f.Wait, false)
 	c.CancelOnInterrupt = boolean("cancel_on_interrupt", f.CancelOnInterrupt, false)
+	c.StreamLogs = boolean("stream_logs", f.StreamLogs, false)
 	if err != nil {
 		return c, err
 	}

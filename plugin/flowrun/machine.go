@@ -32,6 +32,13 @@ const (
 	MaxListed = 10000
 	// MaxResponseDepth caps the nesting of a server response.
 	MaxResponseDepth = 128
+	// LogPageSize is the page size of a log read (Prefect's maximum is 200).
+	LogPageSize = 200
+	// MaxLogPages bounds the log pages read after one poll.
+	MaxLogPages = 10
+	// LogStragglerMS is how long after the run ends the last log read waits:
+	// Prefect ships log lines in batches every 2 s.
+	LogStragglerMS = 2500
 )
 
 // Operations: what the outstanding command is for.
@@ -48,6 +55,8 @@ const (
 	opRead              = "read_flow_run"
 	opCancel            = "cancel_flow_run"
 	opCancelRead        = "read_cancelled_flow_run"
+	opLogs              = "read_logs"
+	opSleepLogs         = "sleep_logs"
 	opSleepPoll         = "sleep_poll"
 	opSleepRetry        = "sleep_retry"
 	opSleepCancel       = "sleep_cancel"
@@ -134,6 +143,15 @@ type state struct {
 	Polls      int64     `json:"polls,omitempty"`
 	InOutage   bool      `json:"in_outage,omitempty"`
 	OutageFrom int64     `json:"outage_from_ms,omitempty"`
+
+	// Log streaming: the newest timestamp relayed, the ids relayed at it
+	// (Prefect's after_ is inclusive), pages read since the last poll, and
+	// whether the final read after the run ended is done.
+	LogAfter string   `json:"log_after,omitempty"`
+	LogSeen  []string `json:"log_seen,omitempty"`
+	LogPages int      `json:"log_pages,omitempty"`
+	LogFinal bool     `json:"log_final,omitempty"`
+	LogWarn  bool     `json:"log_warned,omitempty"`
 
 	Interrupt     *abi.Interrupt `json:"interrupt,omitempty"`
 	InterruptAt   int64          `json:"interrupt_at_ms,omitempty"`
@@ -323,14 +341,14 @@ func utf8Body(r *abi.HTTPResponse) *abi.HTTPResponse {
 func isHTTPOp(op string) bool {
 	switch op {
 	case opWorkspaces, opDeployment, opDeploymentByName, opDeploymentsByName, opDeploymentsAll,
-		opFlow, opFlows, opCreate, opRead, opCancel, opCancelRead:
+		opFlow, opFlows, opCreate, opRead, opCancel, opCancelRead, opLogs:
 		return true
 	}
 	return false
 }
 
 func isSleepOp(op string) bool {
-	return op == opSleepPoll || op == opSleepRetry || op == opSleepCancel
+	return op == opSleepPoll || op == opSleepRetry || op == opSleepCancel || op == opSleepLogs
 }
 
 // observe advances machine time; it never goes backwards.
@@ -504,6 +522,17 @@ func (m *Machine) sendCreate() {
 	}
 }
 
+// sendLogs reads the flow run's log lines after the last one relayed.
+func (m *Machine) sendLogs() {
+	filter := map[string]any{"flow_run_id": map[string]any{"any_": []string{m.s.Run.ID}}}
+	if m.s.LogAfter != "" {
+		filter["timestamp"] = map[string]any{"after_": m.s.LogAfter}
+	}
+	body := mustJSON(map[string]any{"logs": filter, "sort": "TIMESTAMP_ASC", "limit": LogPageSize})
+	m.s.LogPages++
+	m.send(opLogs, abi.HTTPRequest{Method: "POST", Path: m.prefix() + "/logs/filter", Body: body})
+}
+
 func (m *Machine) sendRead() {
 	m.send(opRead, abi.HTTPRequest{Method: "GET", Path: m.prefix() + "/flow_runs/" + m.s.Run.ID})
 }
@@ -520,6 +549,8 @@ func (m *Machine) onWoke() {
 		m.s.Op = m.s.After
 		m.s.Attempt++
 		m.emit(abi.Command{Kind: abi.CommandHTTP, HTTP: m.s.Req})
+	case opSleepLogs:
+		m.sendLogs()
 	case opSleepCancel:
 		m.s.Op = opCancelRead
 		req := abi.HTTPRequest{Method: "GET", Path: m.prefix() + "/flow_runs/" + m.s.Run.ID}

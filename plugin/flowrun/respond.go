@@ -71,6 +71,15 @@ func (m *Machine) onHTTP(r *abi.HTTPResponse) {
 		m.onInterruptedRequest(op)
 		return
 	}
+	if op == opLogs && (r.Error != nil || r.Status != 200) {
+		// Logs are a courtesy: a failed read never fails or delays the task.
+		if !m.s.LogWarn {
+			m.s.LogWarn = true
+			m.logf(abi.LevelWarn, "Could not read the flow run's logs (%s); the wait goes on", describe(r))
+		}
+		m.afterLogs(false)
+		return
+	}
 	if (r.Error != nil && r.Error.Kind.Retryable()) || (r.Error == nil && retryableStatus(r.Status)) {
 		m.retry(r)
 		return
@@ -115,6 +124,8 @@ func (m *Machine) onHTTP(r *abi.HTTPResponse) {
 		m.onCancel(r)
 	case opCancelRead:
 		m.onCancelRead(r)
+	case opLogs:
+		m.onLogs(r)
 	}
 }
 
@@ -636,6 +647,16 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 		return
 	}
 	m.s.Polls++
+	if m.s.Cfg.StreamLogs && m.s.Cfg.Wait {
+		m.s.LogPages = 0
+		m.sendLogs()
+		return
+	}
+	m.afterPoll()
+}
+
+// afterPoll decides what follows a poll: the end, or the next poll.
+func (m *Machine) afterPoll() {
 	switch {
 	case IsTerminal(m.s.Run.StateType):
 		m.finishByState()
@@ -750,4 +771,65 @@ func (m *Machine) onCancelRead(r *abi.HTTPResponse) {
 		return
 	}
 	m.sleep(opSleepCancel, CancelPollMS)
+}
+
+// logLevels maps Prefect's numeric levels to abi levels.
+func logLevel(n int64) string {
+	switch {
+	case n >= 40:
+		return abi.LevelError
+	case n >= 30:
+		return abi.LevelWarn
+	case n >= 20:
+		return abi.LevelInfo
+	}
+	return abi.LevelDebug
+}
+
+// onLogs relays new log lines, oldest first, and pages on while pages are
+// full and bring something new.
+func (m *Machine) onLogs(r *abi.HTTPResponse) {
+	arr := gjson.ParseBytes(r.Body)
+	if !arr.IsArray() {
+		m.afterLogs(false)
+		return
+	}
+	seen := map[string]bool{}
+	for _, id := range m.s.LogSeen {
+		seen[id] = true
+	}
+	n, fresh := 0, 0
+	arr.ForEach(func(_, l gjson.Result) bool {
+		n++
+		id, ts := l.Get("id").String(), l.Get("timestamp").String()
+		if id == "" || ts == "" || seen[id] {
+			return true
+		}
+		fresh++
+		if ts != m.s.LogAfter {
+			m.s.LogAfter, m.s.LogSeen, seen = ts, nil, map[string]bool{}
+		}
+		m.s.LogSeen = append(m.s.LogSeen, id)
+		seen[id] = true
+		m.emit(abi.Command{Kind: abi.CommandLog, Log: &abi.LogRecord{
+			Level: logLevel(l.Get("level").Int()), Message: l.Get("message").String(),
+			Source: abi.SourceFlowRun, Time: ts,
+		}})
+		return true
+	})
+	m.afterLogs(n >= LogPageSize && fresh > 0)
+}
+
+// afterLogs continues after a log read: another page, the final read
+// after the run ended, or what follows the poll.
+func (m *Machine) afterLogs(more bool) {
+	switch {
+	case more && m.s.LogPages < MaxLogPages:
+		m.sendLogs()
+	case IsTerminal(m.s.Run.StateType) && !m.s.LogFinal:
+		m.s.LogFinal, m.s.LogPages = true, 0
+		m.sleep(opSleepLogs, LogStragglerMS)
+	default:
+		m.afterPoll()
+	}
 }

@@ -265,6 +265,10 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		Grace:          inv.grace,
 		UserAgent:      "ue-prefect/" + version,
 		Log: func(l abi.LogRecord) {
+			if l.Source == abi.SourceFlowRun {
+				flowLog(errw, l)
+				return
+			}
 			switch l.Level {
 			case abi.LevelWarn:
 				logf("warning: %s", l.Message)
@@ -323,6 +327,17 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	}
 	_ = writeJSON(outw, doc)
 	return out.ExitCode
+}
+
+// flowLog prints one line of the flow run's own log: its Prefect time in
+// local time, its level, and the message, continuation lines indented.
+func flowLog(w io.Writer, l abi.LogRecord) {
+	ts := "--:--:--"
+	if t, err := time.Parse(time.RFC3339Nano, l.Time); err == nil {
+		ts = t.Local().Format("15:04:05")
+	}
+	msg := strings.ReplaceAll(strings.TrimRight(l.Message, "\n"), "\n", "\n           │ ")
+	fmt.Fprintf(w, "%s │ %-5s │ %s\n", ts, strings.ToUpper(l.Level), msg)
 }
 
 // redactURLUserinfo masks credentials embedded in a URL.

@@ -53,6 +53,7 @@ var options = []option{
 	{flag: "max-polls", env: "UE_PREFECT_MAX_POLLS", field: "max_polls"},
 	{flag: "outage-budget", env: "UE_PREFECT_OUTAGE_BUDGET", field: "outage_budget"},
 	{flag: "cancel-on-interrupt", env: "UE_PREFECT_CANCEL_ON_INTERRUPT", field: "cancel_on_interrupt", boolean: true},
+	{flag: "stream-logs", env: "UE_PREFECT_STREAM_LOGS", field: "stream_logs", boolean: true},
 	{flag: "cancel-grace", env: "UE_PREFECT_CANCEL_GRACE", field: "cancel_grace"},
 	{flag: "request-timeout", env: "UE_PREFECT_REQUEST_TIMEOUT", field: "request_timeout"},
 	{flag: "include-metadata", env: "UE_PREFECT_INCLUDE_METADATA", field: "include_metadata"},
@@ -230,6 +231,7 @@ func parseInvocation(args, environ []string) (*invocation, error) {
 		CancelGrace:       inv.get("cancel_grace"),
 		OutageBudget:      inv.get("outage_budget"),
 		FlowRunID:         inv.get("flow_run_id"),
+		StreamLogs:        inv.get("stream_logs"),
 	}
 	if inv.fields.Workspace == "" {
 		inv.fields.Workspace = inv.get("workspace")

@@ -58,6 +58,8 @@ Waiting:
                                    flow run before exiting
   --cancel-grace SECONDS           [UE_PREFECT_CANCEL_GRACE] bound on that, default 30
   --request-timeout SECONDS        [UE_PREFECT_REQUEST_TIMEOUT] one HTTP exchange, default 30
+  --stream-logs                    [UE_PREFECT_STREAM_LOGS] relay the flow run's own log lines
+                                   to stderr while waiting
 
 Output:
   --include-metadata BOOL|LABEL    [UE_PREFECT_INCLUDE_METADATA] flow run metadata in the

@@ -50,7 +50,11 @@ func (t *Trace) Call(fn string, req, resp []byte) {
 	case abi.FuncLog:
 		var r abi.LogRecord
 		_ = json.Unmarshal(req, &r)
-		t.lines = append(t.lines, fmt.Sprintf("--- %s: %s", r.Level, r.Message))
+		if r.Source != "" {
+			t.lines = append(t.lines, fmt.Sprintf("--- %s %s %s: %s", r.Source, r.Time, r.Level, r.Message))
+		} else {
+			t.lines = append(t.lines, fmt.Sprintf("--- %s: %s", r.Level, r.Message))
+		}
 	case abi.FuncProgress:
 		var p abi.Progress
 		_ = json.Unmarshal(req, &p)

@@ -50,7 +50,7 @@ func run() int {
 	}
 	defer flows.Stop()
 
-	args := []string{"--deployment", "demo/demo", "--wait", "--poll-interval", "2",
+	args := []string{"--deployment", "demo/demo", "--wait", "--poll-interval", "2", "--stream-logs",
 		"--flow-run-name", "demo-" + time.Now().Format("150405"),
 		"--parameters", `{"parameters": {"name": "UAC"}, "tags": ["demo"]}`}
 	say("ue-prefect %s   (PREFECT_API_URL=%s)", fmt.Sprint(args), srv.URL)
