@@ -54,13 +54,13 @@ func TestE2E_UACTemplate(t *testing.T) {
 		"deployment": "ok/ok", "flow_run_name": "", "additional_params": "true",
 		"parameters": `{"parameters": {"seconds": 0}, "context": {}, "job_variables": {}, "tags": ["uac"]}`,
 		"wait":       "true", "polling_interval": "1", "max_polls": "", "output_options": "Include Flow Run Metadata",
-		"cancel_on_cancel": "false", "binary_path": binPath, "workspace": "",
+		"cancel_on_cancel": "false", "stream_logs": "true", "binary_path": binPath, "workspace": "",
 	}
 	task := fmt.Sprintf("1762%09d", time.Now().UnixNano()%1e9)
 
 	first := uacTask(t, resolveTemplate(fields, "", "", task), stateDir).wait(3 * time.Minute)
 	wantExit(t, first, 0, "Task executed successfully.")
-	if lastState(first) != "COMPLETED" || !strings.Contains(first.stderr, "idempotency key uac-"+task+"-a1") {
+	if lastState(first) != "COMPLETED" || !strings.Contains(first.stderr, "idempotency key uac-"+task+"-a1") || !strings.Contains(first.stderr, "│ INFO  │ Beginning flow run") {
 		t.Fatalf("first attempt: state %q\n%s", lastState(first), first)
 	}
 	if b, err := os.ReadFile(filepath.Join(stateDir, task+".a1.json")); err != nil || !strings.Contains(string(b), first.str("flow_run_id")) {

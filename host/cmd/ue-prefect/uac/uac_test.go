@@ -211,6 +211,7 @@ func TestFieldDefinitions(t *testing.T) {
 		{"max_polls", "Integer", "Integer", "Max Number of Polls", ""},
 		{"output_options", "Choice", "Choice", "Extension Output Options", "Include Flow Run Metadata"},
 		{"cancel_on_cancel", "Boolean", "Boolean", "Cancel Flow Run on Task Cancel", "false"},
+		{"stream_logs", "Boolean", "Boolean", "Stream Flow Run Logs", "false"},
 		{"binary_path", "Text", "Text", "ue-prefect Binary", "ue-prefect"},
 	}
 	if len(tmpl.Fields) != len(want) {

@@ -76,6 +76,10 @@ pf_cancel_on_cancel=$(cat <<'UE_PREFECT_VALUE'
 ${ops_PF_cancel_on_cancel}
 UE_PREFECT_VALUE
 )
+pf_stream_logs=$(cat <<'UE_PREFECT_VALUE'
+${ops_PF_stream_logs}
+UE_PREFECT_VALUE
+)
 pf_binary_path=$(cat <<'UE_PREFECT_VALUE'
 ${ops_PF_binary_path}
 UE_PREFECT_VALUE
@@ -232,6 +236,7 @@ pf_export UE_PREFECT_MAX_POLLS "$pf_max_polls"
 pf_export UE_PREFECT_INCLUDE_METADATA "$pf_include_metadata"
 pf_export UE_PREFECT_IDEMPOTENCY_KEY "$pf_key"
 pf_export UE_PREFECT_CANCEL_ON_INTERRUPT "$(pf_bool "$pf_cancel_on_cancel")"
+pf_export UE_PREFECT_STREAM_LOGS "$(pf_bool "$pf_stream_logs")"
 pf_export UE_PREFECT_EXTENSION_OUTPUT "$pf_ext_output"
 unset pf_cred_user pf_cred_pwd pf_api_key pf_auth_string
 
