@@ -30,7 +30,8 @@ wins over its variable. Secrets are read only from the environment or files.
 Target and credentials:
   --target cloud|server            [UE_PREFECT_TARGET] default: server when an API URL is
                                    given, else cloud
-  --api-url URL                    [PREFECT_API_URL] self-hosted API URL (http://host:4200/api),
+  --api-url URL                    [PREFECT_API_URL] self-hosted API URL (https://host/api; plain
+                                   http only to loopback or with --allow-insecure-http),
                                    or a Cloud workspace API URL
   --cloud-api-url URL              [PREFECT_CLOUD_API_URL] default https://api.prefect.cloud/api
   --ui-url URL                     [PREFECT_UI_URL] UI root for links (default: derived)
