@@ -362,3 +362,31 @@ func cloudCases(t *testing.T, tests []cloudCase, keyFile string, front *rig.Clou
 		}
 	})
 }
+
+// TestE2E_CheckpointKeptWhenContactLost: polls fail past the outage budget
+// (exit 1, the run's fate unknown); the checkpoint stays, and running again
+// resumes the same run to its end.
+func TestE2E_CheckpointKeptWhenContactLost(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	p := rig.NewFaultProxy(env.Server.URL)
+	defer p.Close()
+	p.Add(rig.Rule{Method: "GET", Path: regexp.MustCompile(`/flow_runs/[0-9a-f-]{36}$`), Fault: rig.Status(503, nil, `{"exception_message":"Service Unavailable"}`)})
+	cp := filepath.Join(t.TempDir(), "checkpoint.json")
+	vars := map[string]string{"PREFECT_API_URL": p.URL(), "UE_PREFECT_DEPLOYMENT": "ok/ok", "UE_PREFECT_WAIT": "true",
+		"UE_PREFECT_POLL_INTERVAL": "1", "UE_PREFECT_OUTAGE_BUDGET": "3", "UE_PREFECT_CHECKPOINT": cp}
+	lost := runUE(t, vars)
+	wantExit(t, lost, 1, "Execution Failed: lost contact with Prefect")
+	if _, err := os.Stat(cp); err != nil {
+		t.Fatalf("checkpoint removed although the run's fate is unknown: %v\n%s", err, lost)
+	}
+	p.ClearRules()
+	again := runUE(t, vars)
+	wantExit(t, again, 0, "Task executed successfully.")
+	if again.str("flow_run_id") != lost.str("flow_run_id") || !strings.Contains(again.stderr, "Resuming: re-attaching") {
+		t.Errorf("resumed %q, want %q\n%s", again.str("flow_run_id"), lost.str("flow_run_id"), again.stderr)
+	}
+	if _, err := os.Stat(cp); !os.IsNotExist(err) {
+		t.Errorf("checkpoint kept after a settled outcome: %v", err)
+	}
+}

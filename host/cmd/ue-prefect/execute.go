@@ -304,10 +304,15 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	} else if inv.command == "launch" {
 		logf("%s (%s)", out.StatusDescription, time.Since(start).Round(time.Millisecond))
 	}
-	if cpPath != "" && out.Error != nil && out.Error.Code == abi.CodeInterrupted {
-		logf("Checkpoint kept in %s: run again to resume", cpPath)
-	} else if cpPath != "" {
-		_ = os.Remove(cpPath)
+	// Keep the checkpoint when the run's fate is unknown (interrupted, or
+	// contact lost): running again resumes it. Remove it when the outcome
+	// is settled, so a later run starts afresh.
+	if cpPath != "" {
+		if out.Error != nil && (out.Error.Code == abi.CodeInterrupted || out.Error.Code == abi.CodeUnavailable || out.Error.Code == abi.CodeInternal) {
+			logf("Checkpoint kept in %s: run again to resume", cpPath)
+		} else {
+			_ = os.Remove(cpPath)
+		}
 	}
 	doc := document(inv, out)
 	if p := inv.get("extension_output"); p != "" {
