@@ -19,7 +19,7 @@ export CGO_ENABLED ?= 0
 .PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e fuzz fuzz-short bench lint demo venv clean
 
 help: ## list the targets
-	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
 build: plugin $(BIN) ## build bin/ue-prefect (with the plugin embedded)
 
