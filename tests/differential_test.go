@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,75 +106,57 @@ func TestDifferential(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close(ctx)
-	files, _ := filepath.Glob("../plugin/flowrun/testdata/scenarios/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scenarios")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".txt")
-		t.Run(name, func(t *testing.T) {
-			text, _ := os.ReadFile(f)
-			want, err := os.ReadFile(filepath.Join("../plugin/flowrun/testdata/golden", name+".golden"))
+	eachScenario(t, func(t *testing.T, text, want string) {
+		parse := func() *flowruntest.Scenario { return parseScenario(t, text) }
+		// 1. Natively, the scripted effects.
+		s1 := flowruntest.NewScript(parse())
+		s1.Trace.Finish(flowrun.Run(s1, s1.Sc.Input))
+
+		// 2 and 3 share a set-up: the host's own HTTP, clock and
+		// credential code, with only the transport scripted.
+		setup := func() (*flowruntest.Script, host.RunConfig) {
+			s := flowruntest.NewScript(parse())
+			intr := host.NewInterrupter()
+			base, err := url.Parse(s.Sc.Input.APIBase)
 			if err != nil {
 				t.Fatal(err)
 			}
-			parse := func() *flowruntest.Scenario {
-				sc, err := flowruntest.Parse(string(text))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return sc
+			return s, host.RunConfig{
+				Target:      s.Sc.Input.Target,
+				APIBase:     base,
+				Credential:  credentialFor(t, s.Sc.Credential),
+				Transport:   scenarioTransport{s: s, intr: intr},
+				Clock:       interruptingClock{VirtualClock: host.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr},
+				Interrupter: intr,
+				Trace:       func(fn string, req, resp []byte) { s.Trace.Call(fn, req, resp) },
 			}
-			// 1. Natively, the scripted effects.
-			s1 := flowruntest.NewScript(parse())
-			s1.Trace.Finish(flowrun.Run(s1, s1.Sc.Input))
+		}
+		// 2. Natively, through the host's effects.
+		s2, cfg2 := setup()
+		eff, err := host.NewEffects(ctx, cfg2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2.Trace.Finish(flowrun.Run(traced{eff, &s2.Trace}, s2.Sc.Input))
+		eff.Close()
 
-			// 2 and 3 share a set-up: the host's own HTTP, clock and
-			// credential code, with only the transport scripted.
-			setup := func() (*flowruntest.Script, host.RunConfig) {
-				s := flowruntest.NewScript(parse())
-				intr := host.NewInterrupter()
-				base, err := url.Parse(s.Sc.Input.APIBase)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s, host.RunConfig{
-					Target:      s.Sc.Input.Target,
-					APIBase:     base,
-					Credential:  credentialFor(t, s.Sc.Credential),
-					Transport:   scenarioTransport{s: s, intr: intr},
-					Clock:       interruptingClock{VirtualClock: host.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr},
-					Interrupter: intr,
-					Trace:       func(fn string, req, resp []byte) { s.Trace.Call(fn, req, resp) },
-				}
-			}
-			// 2. Natively, through the host's effects.
-			s2, cfg2 := setup()
-			eff, err := host.NewEffects(ctx, cfg2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s2.Trace.Finish(flowrun.Run(traced{eff, &s2.Trace}, s2.Sc.Input))
-			eff.Close()
+		// 3. Through the Wasm plugin.
+		s3, cfg3 := setup()
+		out, err := rt.Run(ctx, cfg3, s3.Sc.Input)
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		s3.Trace.Finish(out)
 
-			// 3. Through the Wasm plugin.
-			s3, cfg3 := setup()
-			out, err := rt.Run(ctx, cfg3, s3.Sc.Input)
-			if err != nil {
-				t.Fatalf("Run: %v", err)
+		for _, c := range []struct {
+			name string
+			got  string
+		}{{"native scripted", s1.Trace.String()}, {"native host effects", s2.Trace.String()}, {"wasm", s3.Trace.String()}} {
+			if c.got != want {
+				t.Errorf("%s trace differs from the golden transcript:\n--- got\n%s--- want\n%s", c.name, c.got, want)
 			}
-			s3.Trace.Finish(out)
-
-			for _, c := range []struct {
-				name string
-				got  string
-			}{{"native scripted", s1.Trace.String()}, {"native host effects", s2.Trace.String()}, {"wasm", s3.Trace.String()}} {
-				if c.got != string(want) {
-					t.Errorf("%s trace differs from the golden transcript:\n--- got\n%s--- want\n%s", c.name, c.got, want)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // traced records calls made natively on the host's effects, in the same

@@ -3,9 +3,6 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	extism "github.com/extism/go-sdk"
@@ -59,10 +56,6 @@ func answer[Req, Resp any](t *testing.T, f func(*flowruntest.Script, Req) Resp) 
 // Go-native kernel is an optimisation, not a dialect.
 func TestExtismHost(t *testing.T) {
 	ctx := context.Background()
-	files, _ := filepath.Glob("../plugin/flowrun/testdata/scenarios/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scenarios")
-	}
 	fns := []extism.HostFunction{
 		extismFunc(t, abi.FuncHTTP, answer(t, (*flowruntest.Script).HTTP)),
 		extismFunc(t, abi.FuncSleep, answer(t, (*flowruntest.Script).Sleep)),
@@ -86,42 +79,31 @@ func TestExtismHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer compiled.Close(ctx)
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".txt")
-		t.Run(name, func(t *testing.T) {
-			text, _ := os.ReadFile(f)
-			want, err := os.ReadFile(filepath.Join("../plugin/flowrun/testdata/golden", name+".golden"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc, err := flowruntest.Parse(string(text))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := flowruntest.NewScript(sc)
-			plugin, err := compiled.Instance(ctx, extism.PluginInstanceConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer plugin.Close(ctx)
-			ctx := context.WithValue(ctx, scriptKey{}, s)
-			rc, out, err := plugin.CallWithContext(ctx, abi.ExportABIVersion, nil)
-			var v abi.VersionInfo
-			if err != nil || rc != 0 || json.Unmarshal(out, &v) != nil || v.ABIVersion != abi.Version {
-				t.Fatalf("abi_version under go-sdk = %d %s %v", rc, out, err)
-			}
-			rc, out, err = plugin.CallWithContext(ctx, abi.ExportRun, mustJSON(sc.Input))
-			if err != nil || rc != 0 {
-				t.Fatalf("run under go-sdk = %d, %v", rc, err)
-			}
-			var ro abi.RunOutput
-			if err := json.Unmarshal(out, &ro); err != nil {
-				t.Fatal(err)
-			}
-			s.Trace.Finish(ro)
-			if got := s.Trace.String(); got != string(want) {
-				t.Errorf("trace under the standard Extism host differs from the golden:\n--- got\n%s--- want\n%s", got, want)
-			}
-		})
-	}
+	eachScenario(t, func(t *testing.T, text, want string) {
+		sc := parseScenario(t, text)
+		s := flowruntest.NewScript(sc)
+		plugin, err := compiled.Instance(ctx, extism.PluginInstanceConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plugin.Close(ctx)
+		ctx := context.WithValue(ctx, scriptKey{}, s)
+		rc, out, err := plugin.CallWithContext(ctx, abi.ExportABIVersion, nil)
+		var v abi.VersionInfo
+		if err != nil || rc != 0 || json.Unmarshal(out, &v) != nil || v.ABIVersion != abi.Version {
+			t.Fatalf("abi_version under go-sdk = %d %s %v", rc, out, err)
+		}
+		rc, out, err = plugin.CallWithContext(ctx, abi.ExportRun, mustJSON(sc.Input))
+		if err != nil || rc != 0 {
+			t.Fatalf("run under go-sdk = %d, %v", rc, err)
+		}
+		var ro abi.RunOutput
+		if err := json.Unmarshal(out, &ro); err != nil {
+			t.Fatal(err)
+		}
+		s.Trace.Finish(ro)
+		if got := s.Trace.String(); got != want {
+			t.Errorf("trace under the standard Extism host differs from the golden:\n--- got\n%s--- want\n%s", got, want)
+		}
+	})
 }

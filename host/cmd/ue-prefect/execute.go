@@ -83,7 +83,7 @@ func fieldsDoc(inv *invocation) map[string]any {
 	}
 	for k, v := range inv.values {
 		switch k {
-		case "has_key", "has_auth", "key_src", "auth_src", "json":
+		case "json":
 			continue
 		}
 		switch k {

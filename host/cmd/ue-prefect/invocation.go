@@ -272,7 +272,6 @@ func (inv *invocation) resolveCredential(env map[string]string) error {
 	} else if v := env["PREFECT_API_AUTH_STRING"]; v != "" {
 		authSrc, auth = "env PREFECT_API_AUTH_STRING", v
 	}
-	inv.values["has_key"], inv.values["has_auth"] = strconv.FormatBool(key != ""), strconv.FormatBool(auth != "")
 	inv.cred = host.NoCredential()
 	var err error
 	switch {
@@ -285,7 +284,6 @@ func (inv *invocation) resolveCredential(env map[string]string) error {
 		return &fieldError{"credentials", err.Error()}
 	}
 	// Keep the other one too: the target decides which is used.
-	inv.values["key_src"], inv.values["auth_src"] = keySrc, authSrc
 	if key != "" && auth != "" {
 		b, err := host.BasicCredential(auth, authSrc)
 		if err != nil {
@@ -330,7 +328,7 @@ func (inv *invocation) resolveTarget(env map[string]string) error {
 		switch {
 		case apiURL != "":
 			target = abi.TargetServer
-		case inv.values["has_key"] == "true":
+		case inv.cred.Scheme() == abi.SchemeBearer: // an API key was given
 			target = abi.TargetCloud
 		default:
 			return &fieldError{"target", "not given: set PREFECT_API_URL (--api-url) for a self-hosted server, or PREFECT_API_KEY and a workspace for Prefect Cloud"}
