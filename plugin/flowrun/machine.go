@@ -134,15 +134,18 @@ type state struct {
 	Why        string            `json:"why,omitempty"` // why deployments are being listed
 	FlowNames  map[string]string `json:"flow_names,omitempty"`
 
-	IdemKey    string    `json:"idempotency_key,omitempty"`
-	CreateSent bool      `json:"create_sent,omitempty"`
-	Run        flowRun   `json:"flow_run"`
-	RunJSON    RawObject `json:"flow_run_json,omitempty"`
-	Reattached bool      `json:"reattached,omitempty"`
-	CreatedAt  *int64    `json:"created_at_ms,omitempty"`
-	Polls      int64     `json:"polls,omitempty"`
-	InOutage   bool      `json:"in_outage,omitempty"`
-	OutageFrom int64     `json:"outage_from_ms,omitempty"`
+	IdemKey    string `json:"idempotency_key,omitempty"`
+	CreateSent bool   `json:"create_sent,omitempty"`
+	// CreateUnsure is set when a create attempt got no answer at all (so it
+	// may have created the run); only then is a 200 our own lost answer.
+	CreateUnsure bool      `json:"create_unsure,omitempty"`
+	Run          flowRun   `json:"flow_run"`
+	RunJSON      RawObject `json:"flow_run_json,omitempty"`
+	Reattached   bool      `json:"reattached,omitempty"`
+	CreatedAt    *int64    `json:"created_at_ms,omitempty"`
+	Polls        int64     `json:"polls,omitempty"`
+	InOutage     bool      `json:"in_outage,omitempty"`
+	OutageFrom   int64     `json:"outage_from_ms,omitempty"`
 
 	// Log streaming: the newest timestamp relayed, the ids relayed at it
 	// (Prefect's after_ is inclusive), pages read since the last poll, and

@@ -150,6 +150,9 @@ func (m *Machine) statusError(r *abi.HTTPResponse, field string) *abi.Error {
 // retry schedules another attempt of the outstanding request, or gives up.
 func (m *Machine) retry(r *abi.HTTPResponse) {
 	m.s.LastFail = describe(r)
+	if m.s.Op == opCreate && r.Error != nil {
+		m.s.CreateUnsure = true
+	}
 	what := m.s.Req.Method + " " + m.s.Req.Path
 	if m.interrupted() && !(m.s.Op == opCreate && m.s.Run.ID == "") {
 		m.onInterrupt()
@@ -610,7 +613,7 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 	switch {
 	case r.Status == 201:
 		m.logf(abi.LevelInfo, "Created flow run %s, %s: %s", m.runLabel(), m.s.Run.StateName, m.runURL())
-	case m.s.Attempt > 1:
+	case m.s.CreateUnsure:
 		m.logf(abi.LevelInfo, "Created flow run %s, %s (the answer to an earlier attempt was lost): %s", m.runLabel(), m.s.Run.StateName, m.runURL())
 	default:
 		m.s.Reattached = true
@@ -680,6 +683,7 @@ func (m *Machine) onInterruptedRequest(op string) {
 	case op == opCreate && m.s.Run.ID == "" && m.s.Now <= m.s.InterruptAt+m.s.Cfg.CancelGraceS*1000 && m.s.Attempt < MaxAttempts:
 		// The create may have reached the server: repeat it (it is
 		// idempotent) to learn the flow run instead of losing it.
+		m.s.CreateUnsure = true
 		m.s.Attempt++
 		m.emit(abi.Command{Kind: abi.CommandHTTP, HTTP: m.s.Req})
 	default:
