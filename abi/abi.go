@@ -89,6 +89,14 @@ const (
 	// base, refuses redirects to another origin and caps the response body
 	// at its configured limit.
 	//
+	// On a self-hosted server with CSRF protection on, a POST refused with
+	// 403 "Missing CSRF token." (or an invalid or expired token) is sent once
+	// more with the headers Prefect-Csrf-Token and Prefect-Csrf-Client, after
+	// the host fetched a token with GET /csrf-token?client=<id>, as Prefect's
+	// own client does. The server's middleware refuses such a request before
+	// handling it, so the second send is no second attempt in the sense
+	// above; the token is then reused until it expires.
+	//
 	// # Parameters
 	//
 	// An [HTTPRequest]: {"method":"GET","path":"/flow_runs/0b6…"}

@@ -37,6 +37,11 @@ func BearerCredential(key, source string) (Credential, error) {
 	if strings.ContainsAny(key, " \t\r\n") {
 		return Credential{}, fmt.Errorf("the API key from %s contains white space", source)
 	}
+	// An HTTP header cannot carry a control character: Go refuses to send
+	// it, which would otherwise look like a network failure and be retried.
+	if i := strings.IndexFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return Credential{}, fmt.Errorf("the API key from %s contains a control character (at byte %d)", source, i+1)
+	}
 	return Credential{scheme: abi.SchemeBearer, source: source, sec: hide(key)}, nil
 }
 

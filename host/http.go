@@ -76,14 +76,16 @@ func isLoopback(host string) bool {
 // environment, TLS 1.2+ with verification on, bounded connection set-up.
 func NewTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		IdleConnTimeout:       4 * time.Second, // under uvicorn's 5 s keep-alive, so a reused connection is never one the server is closing
-		MaxIdleConnsPerHost:   4,
-		ForceAttemptHTTP2:     true,
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+		// No ResponseHeaderTimeout: every exchange is bounded by the request
+		// timeout (RunConfig.RequestTimeout, up to 600 s) through its context,
+		// and a fixed header timeout here would silently cap it.
+		IdleConnTimeout:     4 * time.Second, // under uvicorn's 5 s keep-alive, so a reused connection is never one the server is closing
+		MaxIdleConnsPerHost: 4,
+		ForceAttemptHTTP2:   true,
 	}
 }
 
@@ -96,6 +98,7 @@ type httpDoer struct {
 	maxBody   int64
 	timeout   time.Duration
 	userAgent string
+	csrf      csrfState
 }
 
 var errCrossOrigin = errors.New("redirect outside the API origin")
@@ -170,35 +173,23 @@ func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var body io.Reader
+	var body []byte
 	if r.Method == http.MethodPost {
-		b := []byte(r.Body)
-		if len(b) == 0 {
-			b = []byte("{}")
+		if body = []byte(r.Body); len(body) == 0 {
+			body = []byte("{}")
 		}
-		body = bytes.NewReader(b) // sets Content-Length; Prefect Cloud answers 411 without it
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
-	if err != nil {
-		return fail(abi.TransportForbidden, "cannot build the request: %v", err)
+	resp, data, terr := d.send(ctx, r.Method, u, body, d.csrf.headers(r.Method, d.clock.Now()))
+	if terr == nil && resp.StatusCode == http.StatusForbidden && isCSRFRefusal(data) {
+		// A CSRF-protected self-hosted server refused the change before
+		// handling it (its middleware runs first), so sending it again with a
+		// fresh token is safe. This is what Prefect's own client does.
+		if h, ok := d.csrf.refresh(ctx, d); ok {
+			resp, data, terr = d.send(ctx, r.Method, u, body, h)
+		}
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", d.userAgent)
-	req.Header.Set("X-PREFECT-API-VERSION", PrefectAPIVersion)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if h := d.cred.header(); h != "" {
-		req.Header.Set("Authorization", h)
-	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return abi.HTTPResponse{Error: classify(ctx, err)}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, d.maxBody+1))
-	if err != nil {
-		return abi.HTTPResponse{Error: classify(ctx, err)}
+	if terr != nil {
+		return abi.HTTPResponse{Error: terr}
 	}
 	if int64(len(data)) > d.maxBody {
 		return fail(abi.TransportTooLarge, "the response to %s %s exceeds %d bytes", r.Method, r.Path, d.maxBody)
@@ -212,6 +203,41 @@ func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
 		}
 	}
 	return out
+}
+
+// send performs one HTTP exchange and reads at most maxBody+1 bytes of
+// the answer. A nil body sends no Content-Type.
+func (d *httpDoer) send(ctx context.Context, method string, u *url.URL, body []byte, extra http.Header) (*http.Response, []byte, *abi.TransportError) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body) // sets Content-Length; Prefect Cloud answers 411 without it
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, nil, &abi.TransportError{Kind: abi.TransportForbidden, Message: fmt.Sprintf("cannot build the request: %v", err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", d.userAgent)
+	req.Header.Set("X-PREFECT-API-VERSION", PrefectAPIVersion)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if h := d.cred.header(); h != "" {
+		req.Header.Set("Authorization", h)
+	}
+	for k, v := range extra {
+		req.Header[k] = v
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, nil, classify(ctx, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, d.maxBody+1))
+	if err != nil {
+		return nil, nil, classify(ctx, err)
+	}
+	return resp, data, nil
 }
 
 // retryAfter parses Retry-After as seconds or an HTTP date.

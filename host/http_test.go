@@ -549,6 +549,9 @@ func TestCredentialErrorsHideSecret(t *testing.T) {
 	}{
 		{"bearer with a space", func() (Credential, error) { return BearerCredential("pnu_abc def", "env PREFECT_API_KEY") }, "pnu_abc"},
 		{"bearer with a newline", func() (Credential, error) { return BearerCredential("pnu_abc\ndef", "env PREFECT_API_KEY") }, "pnu_abc"},
+		{"bearer with a control character", func() (Credential, error) { return BearerCredential("pnu_abc\x01def", "env PREFECT_API_KEY") }, "pnu_abc"},
+		{"bearer with DEL", func() (Credential, error) { return BearerCredential("pnu_abc\x7fdef", "file /run/key") }, "pnu_abc"},
+		{"bearer with NUL", func() (Credential, error) { return BearerCredential("pnu_abc\x00def", "env PREFECT_API_KEY") }, "pnu_abc"},
 		{"basic without a colon", func() (Credential, error) { return BasicCredential("adminhunter22", "env PREFECT_API_AUTH_STRING") }, "hunter22"},
 		{"basic on two lines", func() (Credential, error) { return BasicCredential("admin:hun\nter22", "env PREFECT_API_AUTH_STRING") }, "hun"},
 	}
@@ -627,5 +630,50 @@ func TestInterruptBetweenCalls(t *testing.T) {
 	intr2.Interrupt("SIGINT", abi.ExitInterruptedSIGINT)
 	if r := eff2.HTTP(abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Error == nil || r.Error.Kind != abi.TransportInterrupted || r.Interrupt == nil || hits.Load() != 1 {
 		t.Errorf("first request after the interrupt = %+v (%d hits); want interrupted, unsent", r, hits.Load())
+	}
+}
+
+func TestIsCSRFRefusal(t *testing.T) {
+	tests := []struct {
+		body string
+		want bool
+	}{
+		{`{"detail":"Missing CSRF token."}`, true},
+		{`{"detail":"Missing client identifier."}`, true},
+		{`{"detail":"Invalid CSRF token or client identifier."}`, true},
+		{`{"detail":"Forbidden"}`, false},
+		{`{"detail":"Unauthorized: the API key is invalid"}`, false},
+		{`<html>Missing CSRF token.</html>`, false},
+		{``, false},
+	}
+	for _, tc := range tests {
+		if got := isCSRFRefusal([]byte(tc.body)); got != tc.want {
+			t.Errorf("isCSRFRefusal(%s) = %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}
+
+// TestRequestTimeoutNotCapped: the request timeout (up to 600 s) alone
+// bounds an exchange; the production transport adds no shorter cap on the
+// wait for response headers (it had a fixed 60 s one, so a longer
+// --request-timeout did nothing).
+func TestRequestTimeoutNotCapped(t *testing.T) {
+	if d := NewTransport().ResponseHeaderTimeout; d != 0 && d < 600*time.Second {
+		t.Fatalf("NewTransport caps the wait for headers at %s, below the largest request timeout (600 s)", d)
+	}
+	// And the request timeout does bound a server that never answers.
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	defer srv.Close()
+	defer close(block)
+	base, _ := url.Parse(srv.URL + "/api")
+	d := newHTTPDoer(base, NewTransport(), NoCredential(), RealClock(), 1<<20, 300*time.Millisecond, "test")
+	start := time.Now()
+	r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/health"})
+	if r.Error == nil || r.Error.Kind != abi.TransportTimeout {
+		t.Fatalf("response = %+v, want a timeout", r)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the 300 ms request timeout took %s", took)
 	}
 }
