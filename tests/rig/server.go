@@ -28,6 +28,10 @@ type ServerOptions struct {
 	// (PREFECT_SERVER_API_AUTH_STRING); the Server's helpers and ServeFlows
 	// then send it.
 	AuthString string
+	// CSRF turns on the server's CSRF protection
+	// (PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED); the Server's helpers then
+	// fetch a token and send it with every POST, as Prefect's client does.
+	CSRF bool
 }
 
 // Server is a real `prefect server start` on 127.0.0.1 with a temporary
@@ -50,6 +54,7 @@ type Server struct {
 	client  *http.Client
 
 	mu      sync.Mutex
+	csrf    string // the token the helpers send when opts.CSRF
 	proc    *proc
 	stopped bool
 	lastLog string // log contents captured before Home is removed
@@ -106,6 +111,9 @@ func (s *Server) start(ctx context.Context) error {
 		"PREFECT_SERVER_API_PORT":          strconv.Itoa(s.Port),
 		// Log the tracebacks behind 503 "Service Unavailable" answers.
 		"PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
+	}
+	if s.opts.CSRF {
+		env["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] = "true"
 	}
 	for k, v := range s.opts.Env {
 		env[k] = v
@@ -259,6 +267,14 @@ func (s *Server) Do(ctx context.Context, method, path string, body any) (int, []
 	if c == nil {
 		c = defaultAPIClient
 	}
+	if s.opts.CSRF && method != http.MethodGet {
+		tok, err := s.csrfToken(ctx, c)
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Prefect-Csrf-Token", tok)
+		req.Header.Set("Prefect-Csrf-Client", s.csrfClient())
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -266,6 +282,38 @@ func (s *Server) Do(ctx context.Context, method, path string, body any) (int, []
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, data, err
+}
+
+func (s *Server) csrfClient() string { return fmt.Sprintf("ue-prefect-rig-%d", s.Port) }
+
+// csrfToken returns the helpers' CSRF token, fetching it once
+// (GET /csrf-token?client=…; tokens live an hour by default).
+func (s *Server) csrfToken(ctx context.Context, c *http.Client) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.csrf != "" {
+		return s.csrf, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/csrf-token?client="+s.csrfClient(), nil)
+	if err != nil {
+		return "", err
+	}
+	if s.AuthString != "" {
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(s.AuthString)))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.Token == "" {
+		return "", fmt.Errorf("GET /csrf-token: HTTP %d, no token (%v)", resp.StatusCode, err)
+	}
+	s.csrf = tok.Token
+	return s.csrf, nil
 }
 
 // doJSON is Do that fails on non-2xx (HTTPError) and decodes into out.
