@@ -26,6 +26,11 @@
 // StepInput{Checkpoint, Event} answers the last command. step calls no
 // host function.
 //
+// Behind run and step is the state machine, package plugin/flowrun: one
+// file per operation (resolve, launch, poll, logs, cancel, list), each
+// holding its requests, its response handlers and its part of the
+// checkpoint, which is versioned and opaque to hosts.
+//
 // # Data across the boundary
 //
 // Every message is JSON. It crosses in Extism kernel memory: the caller

@@ -231,16 +231,16 @@ func TestPluginFaultsAreInternalErrors(t *testing.T) {
 		{"step with a checkpoint of another version", func() error {
 			_, err := rt.Step(ctx, abi.StepInput{Checkpoint: []byte(`{"v":99}`), Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{}}})
 			return err
-		}, "checkpoint version 99, want 1"},
+		}, "checkpoint version 99, want 2"},
 		{"step with an inconsistent checkpoint", func() error {
-			// An HTTP operation outstanding without its request: today the
-			// machine panics and the plugin's guard reports it.
+			// An HTTP operation outstanding without its request: Restore
+			// refuses it, and the plugin reports the error.
 			_, err := rt.Step(ctx, abi.StepInput{
-				Checkpoint: []byte(`{"v":1,"target":"server","op":"read_flow_run"}`),
+				Checkpoint: []byte(`{"v":2,"target":"server","pending":{"op":"read_flow_run"}}`),
 				Event:      &abi.Event{Kind: abi.EventHTTP, HTTP: &abi.HTTPResponse{Status: 503}},
 			})
 			return err
-		}, "plugin step returned 1: "},
+		}, "plugin step returned 1: checkpoint names outstanding operation \"read_flow_run\" without its request"},
 		{"run whose host functions trap", func() error {
 			// A clock that panics traps the plugin inside a host function.
 			_, err := rt.Run(ctx, RunConfig{Target: abi.TargetServer, APIBase: base, Clock: panicClock{}, Transport: fnRT(func(*http.Request) (*http.Response, error) {

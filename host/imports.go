@@ -174,7 +174,7 @@ func (cs *callState) blockingCtx() (context.Context, context.CancelFunc) {
 func (cs *callState) nowMS() int64 { return cs.clock.Since().Milliseconds() }
 
 // Effects returns the host side of a run as a value with the method set of
-// flowrun.Effects, so tests can drive the pure machine natively through
+// flowrun.Host, so tests can drive the pure machine natively through
 // exactly the HTTP, sleep and credential code the plugin gets.
 func (r *Runtime) Effects(ctx context.Context, cfg RunConfig) (*Effects, error) {
 	cs, err := r.newCallState(ctx, cfg)

@@ -29,10 +29,10 @@ func hostLog(req uint64) uint64
 //go:wasmimport extism:host/user progress
 func hostProgress(req uint64) uint64
 
-// wasmEffects carries out commands through the host functions.
-type wasmEffects struct{}
+// wasmHost carries out commands through the host functions.
+type wasmHost struct{}
 
-var _ flowrun.Effects = wasmEffects{}
+var _ flowrun.Host = wasmHost{}
 
 // call sends req to a host function and decodes its answer into resp (if
 // not nil). Kernel memory is freed on the way out.
@@ -54,21 +54,21 @@ func call(fn func(uint64) uint64, req, resp any) {
 	}
 }
 
-func (wasmEffects) HTTP(r abi.HTTPRequest) (resp abi.HTTPResponse) {
+func (wasmHost) HTTP(r abi.HTTPRequest) (resp abi.HTTPResponse) {
 	call(hostHTTP, r, &resp)
 	return resp
 }
 
-func (wasmEffects) Sleep(r abi.SleepRequest) (resp abi.SleepResponse) {
+func (wasmHost) Sleep(r abi.SleepRequest) (resp abi.SleepResponse) {
 	call(hostSleep, r, &resp)
 	return resp
 }
 
-func (wasmEffects) Credential(r abi.CredentialRequest) (resp abi.CredentialResponse) {
+func (wasmHost) Credential(r abi.CredentialRequest) (resp abi.CredentialResponse) {
 	call(hostCredential, r, &resp)
 	return resp
 }
 
-func (wasmEffects) Log(r abi.LogRecord) { call(hostLog, r, nil) }
+func (wasmHost) Log(r abi.LogRecord) { call(hostLog, r, nil) }
 
-func (wasmEffects) Progress(p abi.Progress) { call(hostProgress, p, nil) }
+func (wasmHost) Progress(p abi.Progress) { call(hostProgress, p, nil) }

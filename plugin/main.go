@@ -34,7 +34,7 @@ func run() int32 {
 		if err := decode(pdk.Input(), &in); err != nil {
 			return nil, err
 		}
-		return flowrun.Run(wasmEffects{}, in), nil
+		return flowrun.Run(wasmHost{}, in), nil
 	})
 }
 

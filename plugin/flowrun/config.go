@@ -31,7 +31,8 @@ const (
 	DefaultOutageBudget = 900
 )
 
-// Config is the validated form of abi.Fields.
+// Config is the validated form of abi.Fields. Durations are in
+// milliseconds, the machine's one unit of time; the fields give seconds.
 type Config struct {
 	Workspace         string    `json:"workspace,omitempty"`
 	Account           string    `json:"account,omitempty"`
@@ -42,13 +43,13 @@ type Config struct {
 	JobVariables      RawObject `json:"job_variables,omitempty"`
 	Tags              []string  `json:"tags,omitempty"`
 	Wait              bool      `json:"wait"`
-	PollIntervalS     int64     `json:"poll_interval_s"`
+	PollInterval      int64     `json:"poll_interval_ms"`
 	MaxPolls          int64     `json:"max_polls"`
 	IncludeMetadata   bool      `json:"include_metadata"`
-	IdempotencyKey    string    `json:"idempotency_key,omitempty"`
+	IdempotencyKey    string    `json:"idempotency_key,omitempty"` // the user's key, without the prefix the create adds
 	CancelOnInterrupt bool      `json:"cancel_on_interrupt"`
-	CancelGraceS      int64     `json:"cancel_grace_s"`
-	OutageBudgetS     int64     `json:"outage_budget_s"`
+	CancelGrace       int64     `json:"cancel_grace_ms"`
+	OutageBudget      int64     `json:"outage_budget_ms"`
 	FlowRunID         string    `json:"flow_run_id,omitempty"`
 	StreamLogs        bool      `json:"stream_logs,omitempty"`
 }
@@ -74,14 +75,14 @@ func (r *RawObject) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseFields validates every field of in for action and returns the
+// ParseFields validates every field of f for action and returns the
 // configuration, or the first problem as an *abi.Error naming the field.
 func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 	c := Config{
-		PollIntervalS:   DefaultPollInterval,
+		PollInterval:    DefaultPollInterval * second,
 		IncludeMetadata: true,
-		CancelGraceS:    DefaultCancelGrace,
-		OutageBudgetS:   DefaultOutageBudget,
+		CancelGrace:     DefaultCancelGrace * second,
+		OutageBudget:    DefaultOutageBudget * second,
 	}
 	var err *abi.Error
 	text := func(name, v string) string {
@@ -132,10 +133,10 @@ func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 		}
 		return n
 	}
-	c.PollIntervalS = integer("poll_interval", f.PollInterval, DefaultPollInterval, 1, MaxPollInterval, "")
+	c.PollInterval = integer("poll_interval", f.PollInterval, DefaultPollInterval, 1, MaxPollInterval, "") * second
 	c.MaxPolls = integer("max_polls", f.MaxPolls, 0, 1, 1<<31-1, "; leave it empty to poll until the flow run ends")
-	c.CancelGraceS = integer("cancel_grace", f.CancelGrace, DefaultCancelGrace, 1, 3600, "")
-	c.OutageBudgetS = integer("outage_budget", f.OutageBudget, DefaultOutageBudget, 0, 7*86400, "")
+	c.CancelGrace = integer("cancel_grace", f.CancelGrace, DefaultCancelGrace, 1, 3600, "") * second
+	c.OutageBudget = integer("outage_budget", f.OutageBudget, DefaultOutageBudget, 0, 7*86400, "") * second
 	if err != nil {
 		return c, err
 	}

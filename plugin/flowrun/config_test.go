@@ -16,10 +16,10 @@ const testUUID = "1f3e5a77-0d2c-4b8e-9a61-5c7d8e9f0a1b"
 func defaults() flowrun.Config {
 	return flowrun.Config{
 		Deployment:      "etl/nightly",
-		PollIntervalS:   flowrun.DefaultPollInterval,
+		PollInterval:    flowrun.DefaultPollInterval * 1000,
 		IncludeMetadata: true,
-		CancelGraceS:    flowrun.DefaultCancelGrace,
-		OutageBudgetS:   flowrun.DefaultOutageBudget,
+		CancelGrace:     flowrun.DefaultCancelGrace * 1000,
+		OutageBudget:    flowrun.DefaultOutageBudget * 1000,
 	}
 }
 
@@ -78,17 +78,17 @@ func TestParseFieldsValid(t *testing.T) {
 		{"cancel on interrupt true", "", abi.Fields{CancelOnInterrupt: "true"}, func(c *flowrun.Config) { c.CancelOnInterrupt = true }},
 		{"cancel on interrupt n", "", abi.Fields{CancelOnInterrupt: "n"}, func(c *flowrun.Config) {}},
 
-		{"poll interval 1", "", abi.Fields{PollInterval: "1"}, func(c *flowrun.Config) { c.PollIntervalS = 1 }},
-		{"poll interval 86400", "", abi.Fields{PollInterval: "86400"}, func(c *flowrun.Config) { c.PollIntervalS = 86400 }},
-		{"poll interval padded", "", abi.Fields{PollInterval: " 5 "}, func(c *flowrun.Config) { c.PollIntervalS = 5 }},
+		{"poll interval 1", "", abi.Fields{PollInterval: "1"}, func(c *flowrun.Config) { c.PollInterval = 1 * 1000 }},
+		{"poll interval 86400", "", abi.Fields{PollInterval: "86400"}, func(c *flowrun.Config) { c.PollInterval = 86400 * 1000 }},
+		{"poll interval padded", "", abi.Fields{PollInterval: " 5 "}, func(c *flowrun.Config) { c.PollInterval = 5 * 1000 }},
 		{"poll interval empty is the default", "", abi.Fields{PollInterval: "  "}, func(c *flowrun.Config) {}},
 		{"max polls empty is forever", "", abi.Fields{MaxPolls: ""}, func(c *flowrun.Config) { c.MaxPolls = 0 }},
 		{"max polls 1", "", abi.Fields{MaxPolls: "1"}, func(c *flowrun.Config) { c.MaxPolls = 1 }},
 		{"max polls largest", "", abi.Fields{MaxPolls: "2147483647"}, func(c *flowrun.Config) { c.MaxPolls = 1<<31 - 1 }},
-		{"cancel grace 1", "", abi.Fields{CancelGrace: "1"}, func(c *flowrun.Config) { c.CancelGraceS = 1 }},
-		{"cancel grace 3600", "", abi.Fields{CancelGrace: "3600"}, func(c *flowrun.Config) { c.CancelGraceS = 3600 }},
-		{"outage budget 0", "", abi.Fields{OutageBudget: "0"}, func(c *flowrun.Config) { c.OutageBudgetS = 0 }},
-		{"outage budget a week", "", abi.Fields{OutageBudget: "604800"}, func(c *flowrun.Config) { c.OutageBudgetS = 604800 }},
+		{"cancel grace 1", "", abi.Fields{CancelGrace: "1"}, func(c *flowrun.Config) { c.CancelGrace = 1 * 1000 }},
+		{"cancel grace 3600", "", abi.Fields{CancelGrace: "3600"}, func(c *flowrun.Config) { c.CancelGrace = 3600 * 1000 }},
+		{"outage budget 0", "", abi.Fields{OutageBudget: "0"}, func(c *flowrun.Config) { c.OutageBudget = 0 }},
+		{"outage budget a week", "", abi.Fields{OutageBudget: "604800"}, func(c *flowrun.Config) { c.OutageBudget = 604800 * 1000 }},
 
 		{"metadata label include", "", abi.Fields{IncludeMetadata: "Include Flow Run Metadata"}, func(c *flowrun.Config) {}},
 		{"metadata label no", "", abi.Fields{IncludeMetadata: "No Metadata"}, func(c *flowrun.Config) { c.IncludeMetadata = false }},

@@ -2,9 +2,10 @@ package flowrun
 
 import "github.com/ue-prefect/ue-prefect/abi"
 
-// Effects carries out the machine's commands. Inside the plugin it calls
-// the host functions of package abi; tests supply fakes.
-type Effects interface {
+// Host carries out the machine's commands: one method per host function
+// of package abi. Inside the plugin it calls those host functions; tests
+// supply a scripted fake, and package host a Go implementation.
+type Host interface {
 	HTTP(abi.HTTPRequest) abi.HTTPResponse
 	Sleep(abi.SleepRequest) abi.SleepResponse
 	Credential(abi.CredentialRequest) abi.CredentialResponse
@@ -14,7 +15,7 @@ type Effects interface {
 
 // Run drives a machine from in to its end through eff and returns the
 // outcome.
-func Run(eff Effects, in abi.RunInput) abi.RunOutput {
+func Run(eff Host, in abi.RunInput) abi.RunOutput {
 	m, cmds := Start(in)
 	for {
 		var ev abi.Event

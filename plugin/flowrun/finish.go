@@ -3,7 +3,6 @@ package flowrun
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -30,6 +29,7 @@ type Result struct {
 	Values              []string     `json:"values,omitempty"`
 }
 
+// runResult is the result of a run that launched or followed a flow run.
 func (m *Machine) runResult() Result {
 	r := Result{
 		FlowRunID:           m.s.Run.ID,
@@ -38,36 +38,24 @@ func (m *Machine) runResult() Result {
 		FlowRunStateName:    m.s.Run.StateName,
 		FlowRunStateMessage: m.s.Run.StateMessage,
 		FlowRunURL:          m.runURL(),
-		Deployment:          m.s.Deployment,
-		Workspace:           m.s.Workspace,
-		IdempotencyKey:      m.s.IdemKey,
-		Reattached:          m.s.Reattached,
+		Deployment:          m.s.Resolve.Deployment,
+		Workspace:           m.s.Resolve.Workspace,
+		IdempotencyKey:      m.s.Launch.Key,
+		Reattached:          m.s.Launch.Reattached,
 		Waited:              m.s.Cfg.Wait,
-		Polls:               m.s.Polls,
-		Cancellation:        m.s.CancelOutcome,
+		Polls:               m.s.Poll.Polls,
+		Cancellation:        m.s.Cancel.Outcome,
 	}
 	if m.s.Run.ID == "" {
 		r.Waited = false
 	}
-	if m.s.CreatedAt != nil {
-		r.ElapsedSeconds = float64(m.elapsed()) / 1000
+	if m.s.Poll.CreatedAt != nil {
+		r.ElapsedSeconds = float64(m.elapsed()) / float64(second)
 	}
 	if m.s.Cfg.IncludeMetadata {
-		r.FlowRun = m.s.RunJSON
+		r.FlowRun = m.s.Poll.RunJSON
 	}
 	return r
-}
-
-func (m *Machine) workspacesResult(all []workspace) Result {
-	r := Result{Workspaces: all}
-	for _, w := range all {
-		r.Values = append(r.Values, w.Handle)
-	}
-	return r
-}
-
-func (m *Machine) deploymentsResult(names []string) Result {
-	return Result{Deployments: m.s.Matches, Values: names}
 }
 
 // fail ends the run with err, keeping whatever is known of the flow run.
@@ -90,7 +78,7 @@ func (m *Machine) finishWith(exit int, err *abi.Error, r Result) {
 		Result:            mustJSON(r),
 	}
 	m.s.Done = out
-	m.s.Op, m.s.Req = "", nil
+	m.s.Pending = pending{}
 	m.emit(abi.Command{Kind: abi.CommandFinish, Finish: out})
 }
 
@@ -111,32 +99,6 @@ func (m *Machine) finishByState() {
 	m.fail(&abi.Error{Code: abi.CodeFlowRunFailed, Message: msg})
 }
 
-func (m *Machine) finishInterrupted() {
-	it := m.s.Interrupt
-	if it == nil {
-		it = &abi.Interrupt{Reason: "interrupted", ExitCode: abi.ExitInterruptedSIGTERM}
-	}
-	var msg string
-	switch {
-	case m.s.CancelOutcome != "":
-		msg = fmt.Sprintf("%s received; cancelling flow run %s: %s", it.Reason, m.runLabel(), m.s.CancelOutcome)
-	case m.s.Run.ID != "":
-		msg = fmt.Sprintf("%s received; flow run %s was left %s on Prefect", it.Reason, m.runLabel(), m.s.Run.StateType)
-		if m.s.IdemKey != "" {
-			msg += "; run again with the same idempotency key to re-attach"
-		}
-	case m.s.CreateSent:
-		msg = fmt.Sprintf("%s received while launching; the flow run may exist: run again with idempotency key %s to re-attach", it.Reason, m.s.IdemKey)
-	default:
-		msg = fmt.Sprintf("%s received before a flow run was launched", it.Reason)
-	}
-	exit := it.ExitCode
-	if exit == 0 {
-		exit = abi.ExitInterruptedSIGTERM
-	}
-	m.finishWith(exit, &abi.Error{Code: abi.CodeInterrupted, Message: msg}, m.runResult())
-}
-
 // runLabel names the flow run for messages: 'tidy-fox' (0b6c…).
 func (m *Machine) runLabel() string {
 	if m.s.Run.Name == "" {
@@ -155,8 +117,8 @@ func (m *Machine) runURL() string {
 		ui = uiRoot(m.s.APIBase, m.s.Target == abi.TargetCloud)
 	}
 	ui = strings.TrimRight(ui, "/")
-	if m.s.Target == abi.TargetCloud && m.s.Workspace != nil {
-		ui += "/account/" + m.s.Workspace.AccountID + "/workspace/" + m.s.Workspace.WorkspaceID
+	if w := m.s.Resolve.Workspace; m.s.Target == abi.TargetCloud && w != nil {
+		ui += "/account/" + w.AccountID + "/workspace/" + w.WorkspaceID
 	}
 	return ui + "/runs/flow-run/" + m.s.Run.ID
 }
@@ -175,26 +137,4 @@ func uiRoot(api string, cloud bool) string {
 		rest = "app." + strings.TrimPrefix(rest, "api.")
 	}
 	return scheme + "://" + rest
-}
-
-// dur renders milliseconds for people: 450ms, 12s, 1m2s, 1h0m5s.
-func dur(ms int64) string {
-	d := time.Duration(ms) * time.Millisecond
-	if d < time.Second {
-		return d.String()
-	}
-	return d.Round(time.Second).String()
-}
-
-func (m *Machine) markCreated() {
-	t := m.s.Now
-	m.s.CreatedAt = &t
-}
-
-// elapsed is the time since the flow run was created or attached.
-func (m *Machine) elapsed() int64 {
-	if m.s.CreatedAt == nil {
-		return 0
-	}
-	return m.s.Now - *m.s.CreatedAt
 }

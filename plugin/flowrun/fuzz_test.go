@@ -44,7 +44,7 @@ func FuzzParseFields(f *testing.F) {
 			}
 			return
 		}
-		if c.PollIntervalS < 1 || c.PollIntervalS > flowrun.MaxPollInterval || c.MaxPolls < 0 || c.CancelGraceS < 1 || c.OutageBudgetS < 0 {
+		if c.PollInterval < 1000 || c.PollInterval > flowrun.MaxPollInterval*1000 || c.MaxPolls < 0 || c.CancelGrace < 1000 || c.OutageBudget < 0 {
 			t.Fatalf("ParseFields(%q, %+v) = %+v, a number out of range", action, in, c)
 		}
 		if action == abi.ActionLaunchFlowRun && c.Deployment == "" && !flowrun.IsUUID(c.FlowRunID) {

@@ -2,6 +2,10 @@ package flowrun
 
 import "github.com/tidwall/gjson"
 
+// MaxResponseDepth caps the nesting of any JSON the machine reads from the
+// host: a server's response, a checkpoint, the plugin's input.
+const MaxResponseDepth = 128
+
 // CheckJSON reports why s is not a JSON document nested at most maxDepth
 // deep, or "" when it is. The depth is checked first, without recursion,
 // so a hostile document cannot exhaust the stack of the validator.

@@ -2,6 +2,7 @@ package flowrun
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -75,6 +76,12 @@ var (
 )
 
 func TestRestoreErrors(t *testing.T) {
+	// A real checkpoint of version 1 (flat, before the state was grouped by
+	// operation): waiting on a RUNNING flow run.
+	v1, err := os.ReadFile("testdata/checkpoint-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		checkpoint string
@@ -86,9 +93,14 @@ func TestRestoreErrors(t *testing.T) {
 		{"nested too deeply", strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200), "nested too deeply"},
 		{"an array", `[1]`, "checkpoint does not decode"},
 		{"wrong type", `{"v":"1"}`, "checkpoint does not decode"},
-		{"no version", `{}`, "checkpoint version 0, want 1"},
-		{"newer version", `{"v":2,"action":"launch_flow_run"}`, "checkpoint version 2, want 1"},
-		{"null", `null`, "checkpoint version 0, want 1"},
+		{"no version", `{}`, "checkpoint version 0, want 2"},
+		{"newer version", `{"v":3,"action":"launch_flow_run"}`, "checkpoint version 3, want 2"},
+		{"null", `null`, "checkpoint version 0, want 2"},
+		{"version 1, from an earlier release", string(v1), "checkpoint version 1, want 2: it was written by an earlier ue-prefect"},
+		{"unknown operation", `{"v":2,"pending":{"op":"teleport"}}`, `unknown operation "teleport"`},
+		{"request without the request", `{"v":2,"pending":{"op":"read_flow_run"}}`, `outstanding operation "read_flow_run" without its request`},
+		{"retry of a sleep", `{"v":2,"pending":{"op":"sleep_retry","req":{"method":"GET","path":"/x"},"retry":"sleep_poll"}}`, `retries unknown operation "sleep_poll"`},
+		{"invalid flow run id", `{"v":2,"flow_run":{"id":"x"}}`, "invalid flow run id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +170,7 @@ func TestResume(t *testing.T) {
 				if last.Kind != abi.CommandHTTP || last.HTTP.Method != "POST" || last.HTTP.Path != createPath {
 					t.Fatalf("resume = %s, want POST %s", jsonOf(t, cmds), createPath)
 				}
-				orig := before.s.Req
+				orig := before.s.Pending.Req
 				if orig == nil || string(orig.Body) != string(last.HTTP.Body) {
 					t.Errorf("resumed create body = %s, want the original %s", last.HTTP.Body, orig.Body)
 				}
@@ -332,7 +344,7 @@ func TestRunURL(t *testing.T) {
 		{"no run", state{APIBase: "http://127.0.0.1:4200/api"}, ""},
 		{"server", state{Target: abi.TargetServer, APIBase: "http://127.0.0.1:4200/api", Run: flowRun{ID: flowruntest.RunID}},
 			"http://127.0.0.1:4200/runs/flow-run/" + flowruntest.RunID},
-		{"cloud", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Workspace: ws, Run: flowRun{ID: flowruntest.RunID}},
+		{"cloud", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Resolve: resolveState{Workspace: ws}, Run: flowRun{ID: flowruntest.RunID}},
 			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
 		{"UI base overrides", state{Target: abi.TargetServer, APIBase: "http://127.0.0.1:4200/api", UIBase: "https://ui.example.com/", Run: flowRun{ID: flowruntest.RunID}},
 			"https://ui.example.com/runs/flow-run/" + flowruntest.RunID},

@@ -2,8 +2,9 @@ package flowrun
 
 import "fmt"
 
-// rng is splitmix64: small, seedable and serialisable as one integer, so
-// jitter and transition ids replay exactly from a checkpoint.
+// rand draws the machine's next random number. The generator is
+// splitmix64: small, seedable and serialisable as one integer (state.RNG),
+// so jitter and transition ids replay exactly from a checkpoint.
 func (m *Machine) rand() uint64 {
 	m.s.RNG += 0x9e3779b97f4a7c15
 	z := m.s.RNG

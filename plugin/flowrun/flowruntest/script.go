@@ -9,7 +9,7 @@ import (
 // Script serves a scenario: HTTP answers in order, a virtual clock in
 // milliseconds that only sleeps move, and an interrupt where the scenario
 // puts one. It records every call in Trace. It implements the methods of
-// flowrun.Effects.
+// flowrun.Host.
 type Script struct {
 	Sc     *Scenario
 	Trace  Trace

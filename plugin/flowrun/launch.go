@@ -1,0 +1,95 @@
+package flowrun
+
+import (
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Launching: create a flow run of the resolved deployment, idempotently,
+// then end or poll it (poll.go).
+
+// launchState is the create and what it learnt.
+type launchState struct {
+	// Key is the idempotency key sent to Prefect,
+	// ue-prefect:<deployment id>:<the user's key or the invocation id>.
+	// The user's key alone is Config.IdempotencyKey.
+	Key  string `json:"key,omitempty"`
+	Sent bool   `json:"sent,omitempty"` // a create went out
+	// Unsure is set when a create attempt got no answer at all (so it may
+	// have created the run); only then is a 200 our own lost answer.
+	Unsure bool `json:"unsure,omitempty"`
+	// Reattached: the flow run was not created by this launch. It existed
+	// already (a 200 to the create), or the user named it (flow_run_id).
+	Reattached bool `json:"reattached,omitempty"`
+}
+
+// launch launches the resolved deployment.
+func (m *Machine) launch() {
+	d := m.s.Resolve.Deployment
+	m.logf(abi.LevelInfo, "Deployment: %s (%s)", d.fullName(), d.ID)
+	key := m.s.Cfg.IdempotencyKey
+	if key == "" {
+		key = m.s.InvocationID
+	}
+	// Prefect scopes idempotency keys per flow; the deployment id keeps two
+	// deployments of one flow from colliding.
+	m.s.Launch.Key = "ue-prefect:" + d.ID + ":" + key
+	m.progress()
+	m.sendCreate()
+}
+
+func (m *Machine) sendCreate() {
+	c := m.s.Cfg
+	body := map[string]any{"idempotency_key": m.s.Launch.Key}
+	if c.FlowRunName != "" {
+		body["name"] = c.FlowRunName
+	}
+	if c.Parameters != "" {
+		body["parameters"] = c.Parameters
+	}
+	if c.Context != "" {
+		body["context"] = c.Context
+	}
+	if c.JobVariables != "" {
+		body["job_variables"] = c.JobVariables
+	}
+	if c.Tags != nil {
+		body["tags"] = c.Tags
+	}
+	path := m.prefix() + "/deployments/" + m.s.Resolve.Deployment.ID + "/create_flow_run"
+	if m.send(opCreate, abi.HTTPRequest{Method: "POST", Path: path, Body: mustJSON(body)}) {
+		m.s.Launch.Sent = true
+	}
+}
+
+func (m *Machine) onCreate(r *abi.HTTPResponse) {
+	if r.Status != 200 && r.Status != 201 {
+		field := "parameters"
+		if r.Status == 404 {
+			field = "deployment"
+		}
+		m.fail(m.statusError(r, field))
+		return
+	}
+	m.markCreated()
+	if !m.readRun(r) {
+		return
+	}
+	switch {
+	case r.Status == 201:
+		m.logf(abi.LevelInfo, "Created flow run %s, %s: %s", m.runLabel(), m.s.Run.StateName, m.runURL())
+	case m.s.Launch.Unsure:
+		m.logf(abi.LevelInfo, "Created flow run %s, %s (the answer to an earlier attempt was lost): %s", m.runLabel(), m.s.Run.StateName, m.runURL())
+	default:
+		m.s.Launch.Reattached = true
+		m.logf(abi.LevelInfo, "Re-attached to flow run %s, %s, created earlier with idempotency key %s: %s", m.runLabel(), m.s.Run.StateName, m.s.Launch.Key, m.runURL())
+	}
+	if !m.s.Cfg.Wait {
+		m.finishLaunched()
+		return
+	}
+	if IsTerminal(m.s.Run.StateType) {
+		m.finishByState()
+		return
+	}
+	m.sleep(opSleepPoll, m.s.Cfg.PollInterval)
+}

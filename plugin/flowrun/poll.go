@@ -1,0 +1,164 @@
+package flowrun
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Polling: read the flow run every poll interval until it ends, through
+// outages within the outage budget; after each read, relay its new log
+// lines (logs.go) if asked to.
+
+// flowRun is the flow run as last read. Launching, polling and cancelling
+// all update it.
+type flowRun struct {
+	ID           string `json:"id,omitempty"`
+	Name         string `json:"name,omitempty"`
+	StateType    string `json:"state_type,omitempty"`
+	StateName    string `json:"state_name,omitempty"`
+	StateMessage string `json:"state_message,omitempty"`
+}
+
+// pollState is the polling's own.
+type pollState struct {
+	RunJSON    RawObject `json:"flow_run_json,omitempty"` // the last FlowRunResponse, for the result
+	CreatedAt  *int64    `json:"created_at_ms,omitempty"` // when the run was created or first read
+	Polls      int64     `json:"polls,omitempty"`
+	InOutage   bool      `json:"in_outage,omitempty"`
+	OutageFrom int64     `json:"outage_from_ms,omitempty"`
+}
+
+// attach follows the flow run the user named instead of launching one.
+func (m *Machine) attach() {
+	m.s.Run.ID = m.s.Cfg.FlowRunID
+	m.s.Launch.Reattached = true
+	m.sendRead()
+}
+
+func (m *Machine) sendRead() {
+	m.send(opRead, abi.HTTPRequest{Method: "GET", Path: m.prefix() + "/flow_runs/" + m.s.Run.ID})
+}
+
+func (m *Machine) onRead(r *abi.HTTPResponse) {
+	if m.s.Poll.InOutage && r.Status >= 200 && r.Status < 300 {
+		m.logf(abi.LevelInfo, "Contact with Prefect restored after %s", dur(m.s.Now-m.s.Poll.OutageFrom))
+		m.s.Poll.InOutage = false
+	}
+	if r.Status == 404 {
+		if m.s.Cfg.FlowRunID != "" && m.s.Poll.Polls == 0 {
+			m.fail(abi.Errorf(abi.CodeNotFound, "flow_run_id", "no flow run %s%s", m.s.Run.ID, m.where()))
+			return
+		}
+		m.fail(abi.Errorf(abi.CodeServerError, "", "flow run %s no longer exists%s", m.runLabel(), m.where()))
+		return
+	}
+	if r.Status != 200 {
+		m.fail(m.statusError(r, ""))
+		return
+	}
+	if m.s.Poll.CreatedAt == nil {
+		m.markCreated()
+	}
+	if !m.readRun(r) {
+		return
+	}
+	m.s.Poll.Polls++
+	if m.s.Cfg.StreamLogs && m.s.Cfg.Wait {
+		m.s.Logs.Pages = 0
+		m.sendLogs()
+		return
+	}
+	m.afterPoll()
+}
+
+// readRun updates the known flow run from a FlowRunResponse body.
+func (m *Machine) readRun(r *abi.HTTPResponse) bool {
+	b := gjson.ParseBytes(r.Body)
+	id := b.Get("id")
+	st := b.Get("state_type")
+	if !b.IsObject() || id.Type != gjson.String || !IsUUID(id.Str) {
+		m.badResponse("the flow run has no valid id")
+		return false
+	}
+	if m.s.Run.ID != "" && !strings.EqualFold(id.Str, m.s.Run.ID) {
+		m.badResponse(fmt.Sprintf("asked for flow run %s, got %s", m.s.Run.ID, id.Str))
+		return false
+	}
+	if st.Type != gjson.String || !IsKnownState(st.Str) {
+		m.badResponse(fmt.Sprintf("the flow run has an unknown state_type %s", clip(st.Raw)))
+		return false
+	}
+	prev := m.s.Run.StateType + "/" + m.s.Run.StateName
+	m.s.Run = flowRun{
+		ID:           id.Str,
+		Name:         b.Get("name").String(),
+		StateType:    st.Str,
+		StateName:    b.Get("state_name").String(),
+		StateMessage: b.Get("state.message").String(),
+	}
+	if m.s.Run.StateName == "" {
+		m.s.Run.StateName = b.Get("state.name").String()
+	}
+	m.s.Poll.RunJSON = RawObject(b.Raw)
+	if prev != m.s.Run.StateType+"/"+m.s.Run.StateName {
+		if prev != "/" {
+			m.logf(abi.LevelInfo, "Flow run %q is %s (%s) after %s", m.s.Run.Name, m.s.Run.StateName, m.s.Run.StateType, dur(m.elapsed()))
+		}
+		m.progress()
+	}
+	return true
+}
+
+// afterPoll decides what follows a poll: the end, or the next poll.
+func (m *Machine) afterPoll() {
+	switch {
+	case IsTerminal(m.s.Run.StateType):
+		m.finishByState()
+	case !m.s.Cfg.Wait:
+		m.finishLaunched()
+	case m.s.Cfg.MaxPolls > 0 && m.s.Poll.Polls >= m.s.Cfg.MaxPolls:
+		m.logf(abi.LevelWarn, "Reached the maximum of %d polls; flow run %s is left %s", m.s.Cfg.MaxPolls, m.runLabel(), m.s.Run.StateType)
+		m.finishWith(abi.ExitPollingTimeout, &abi.Error{Code: abi.CodePollingTimeout, Message: "maximum polling timeout reached."}, m.runResult())
+	default:
+		m.sleep(opSleepPoll, m.s.Cfg.PollInterval)
+	}
+}
+
+// outageRetry decides whether a failed poll may be tried again, and
+// when: a failed poll does not fail the wait within the outage budget,
+// and the next try comes no later than the next poll would (unless the
+// server asked for longer).
+func (m *Machine) outageRetry(r *abi.HTTPResponse, delay int64, fail string) (int64, bool) {
+	p := &m.s.Poll
+	if !p.InOutage {
+		p.InOutage, p.OutageFrom = true, m.s.Now
+	}
+	if limit := m.s.Cfg.PollInterval; delay > limit && r.RetryAfterMS <= limit {
+		delay = limit
+	}
+	out := m.s.Now - p.OutageFrom
+	budget := m.s.Cfg.OutageBudget
+	if out+delay > budget {
+		m.fail(abi.Errorf(abi.CodeUnavailable, "", "lost contact with Prefect for %s, past the outage budget of %s (last error: %s); flow run %s was last seen %s",
+			dur(out), dur(budget), fail, m.runLabel(), m.s.Run.StateType))
+		return delay, false
+	}
+	m.logf(abi.LevelWarn, "Polling failed (%s); retrying in %s, %s of the outage budget left", fail, dur(delay), dur(budget-out))
+	return delay, true
+}
+
+func (m *Machine) markCreated() {
+	t := m.s.Now
+	m.s.Poll.CreatedAt = &t
+}
+
+// elapsed is the time since the flow run was created or attached.
+func (m *Machine) elapsed() int64 {
+	if m.s.Poll.CreatedAt == nil {
+		return 0
+	}
+	return m.s.Now - *m.s.Poll.CreatedAt
+}
