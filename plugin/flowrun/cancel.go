@@ -23,11 +23,11 @@ type cancelState struct {
 	Outcome      string         `json:"outcome,omitempty"`       // what became of the cancellation
 }
 
-// stopped reports whether an interrupt stops the machine instead of the
-// next command, for o: once interrupted, only the cancellation and the
-// repeat of a create in flight go on. This is the one place that rule is
+// interruptStops reports whether an interrupt stops the machine before
+// its next command, for o. Once interrupted, only the cancellation and the
+// repeat of a create in flight go on: this is the one place that rule is
 // written.
-func (m *Machine) stopped(o op) bool {
+func (m *Machine) interruptStops(o op) bool {
 	c := m.s.Cancel
 	return c.Interrupt != nil && !c.Cancelling && !m.createInFlight(o)
 }

@@ -29,7 +29,7 @@ func (m *Machine) observe(hostNow int64) {
 // stops the machine first. A retry sleep keeps the request it will send
 // again; any other sleep has nothing else outstanding.
 func (m *Machine) sleep(o op, ms int64) {
-	if m.stopped(o) {
+	if m.interruptStops(o) {
 		m.onInterrupt()
 		return
 	}

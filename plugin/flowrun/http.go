@@ -38,7 +38,7 @@ type pending struct {
 // send issues req as the first attempt of o, unless an interrupt stops
 // the machine first. It reports whether the request went out.
 func (m *Machine) send(o op, req abi.HTTPRequest) bool {
-	if m.stopped(o) {
+	if m.interruptStops(o) {
 		m.onInterrupt()
 		return false
 	}
@@ -95,7 +95,7 @@ func (m *Machine) retry(r *abi.HTTPResponse) {
 	if p.Op == opCreate && r.Error != nil {
 		m.s.Launch.Unsure = true // the attempt may have created the run
 	}
-	if m.stopped(p.Op) {
+	if m.interruptStops(p.Op) {
 		m.onInterrupt()
 		return
 	}
@@ -110,29 +110,35 @@ func (m *Machine) retry(r *abi.HTTPResponse) {
 	var ok bool
 	switch {
 	case p.Op == opRead && m.s.Cfg.Wait:
-		delay, ok = m.outageRetry(r, delay, fail)
+		delay, ok = m.outageRetry(r, delay, fail) // poll.go
 	case m.s.Cancel.Cancelling:
-		ok = m.cancelRetry(delay, fail)
+		ok = m.cancelRetry(delay, fail) // cancel.go
 	default:
-		ok = p.Attempt < maxAttempts && m.s.Now+delay-p.Since <= retryBudget
-		if !ok {
-			m.fail(abi.Errorf(abi.CodeUnavailable, "", "%s failed %d times over %s; last error: %s", m.what(), p.Attempt, dur(m.s.Now-p.Since), fail))
-			break
-		}
-		m.logf(abi.LevelWarn, "%s failed (%s); retrying in %s (attempt %d of %d)", m.what(), fail, dur(delay), p.Attempt+1, maxAttempts)
+		ok = m.budgetRetry(delay, fail)
 	}
-	if !ok {
-		return
+	if ok {
+		p.Retry = p.Op
+		m.sleep(opSleepRetry, delay)
 	}
-	p.Retry = p.Op
-	m.sleep(opSleepRetry, delay)
+}
+
+// budgetRetry decides whether the outstanding request may be tried again
+// after delay: within maxAttempts and retryBudget.
+func (m *Machine) budgetRetry(delay int64, fail string) bool {
+	p := m.s.Pending
+	if p.Attempt >= maxAttempts || m.s.Now+delay-p.Since > retryBudget {
+		m.fail(abi.Errorf(abi.CodeUnavailable, "", "%s failed %d times over %s; last error: %s", m.what(), p.Attempt, dur(m.s.Now-p.Since), fail))
+		return false
+	}
+	m.logf(abi.LevelWarn, "%s failed (%s); retrying in %s (attempt %d of %d)", m.what(), fail, dur(delay), p.Attempt+1, maxAttempts)
+	return true
 }
 
 // resend sends the request of a retry sleep again, unless an interrupt
 // stops the machine first.
 func (m *Machine) resend() {
 	p := &m.s.Pending
-	if m.stopped(p.Retry) {
+	if m.interruptStops(p.Retry) {
 		m.onInterrupt()
 		return
 	}
