@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,6 +45,62 @@ func TestSignalWhileLoading(t *testing.T) {
 			wantExit(t, r, 143, "Interrupted: SIGTERM received")
 			if !strings.Contains(r.doc.StatusDescription, "before a flow run was launched") {
 				t.Errorf("status_description = %q", r.doc.StatusDescription)
+			}
+		})
+	}
+}
+
+// TestStdinCloseStops: with --stop-on-stdin-close (what the UAC extension
+// sets, because Windows has no SIGTERM for a child), the end of stdin stops
+// the process as SIGTERM does: promptly, exit 143, with its document.
+// Without the option, the end of stdin changes nothing.
+func TestStdinCloseStops(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	for _, opt := range []string{"true", ""} {
+		t.Run("stop-on-stdin-close="+opt, func(t *testing.T) {
+			vars := map[string]string{"PREFECT_API_URL": "http://" + l.Addr().String() + "/api", "UE_PREFECT_DEPLOYMENT": "ok/ok",
+				"UE_PREFECT_WAIT": "true", "UE_PREFECT_STOP_ON_STDIN_CLOSE": opt}
+			cmd := exec.Command(binPath)
+			cmd.Env = baseEnv(vars)
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := startProc(t, cmd)
+			time.Sleep(300 * time.Millisecond)
+			closed := time.Now()
+			in.Close()
+			if opt == "" {
+				select {
+				case <-p.done:
+					t.Fatalf("ended when stdin closed without the option:\n%s", p.stderr.String())
+				case <-time.After(2 * time.Second):
+				}
+				p.signal(syscall.SIGTERM)
+				wantExit(t, p.wait(20*time.Second), 143, "Interrupted: SIGTERM received")
+				return
+			}
+			r := p.wait(20 * time.Second)
+			if took := time.Since(closed); took > 5*time.Second {
+				t.Errorf("exit took %s after stdin closed", took)
+			}
+			wantExit(t, r, 143, "Interrupted: SIGTERM received")
+			if !strings.Contains(r.stderr, "Standard input closed") {
+				t.Errorf("stderr does not say why it stopped:\n%s", r.stderr)
 			}
 		})
 	}

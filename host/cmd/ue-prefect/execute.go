@@ -179,6 +179,9 @@ func writeFileAtomic(path string, v any, red *redactor) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// stdin is what --stop-on-stdin-close watches.
+var stdin io.Reader = os.Stdin
+
 func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, signals func(chan<- os.Signal) func(), start time.Time) int {
 	secrets := inv.cred.Secrets()
 	if inv.basicAlso != nil {
@@ -218,6 +221,20 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 			stopWaiting() // do not hold the exit for a background cache compile
 		}
 	}()
+	// Windows has no SIGTERM to send to a child (Process.terminate is a hard
+	// kill there), so a parent may instead close our stdin: the same graceful
+	// stop, on every platform. Opt-in, since a scheduler may start us with
+	// stdin already at its end.
+	if inv.flag("stop_on_stdin_close") {
+		go func() {
+			_, _ = io.Copy(io.Discard, stdin)
+			logf("Standard input closed: stopping as on SIGTERM")
+			select {
+			case sigs <- syscall.SIGTERM:
+			default:
+			}
+		}()
+	}
 
 	var ropts []host.RuntimeOption
 	if d := inv.get("cache_dir"); d != "" {

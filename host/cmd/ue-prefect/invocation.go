@@ -60,6 +60,7 @@ var options = []option{
 	{flag: "extension-output", env: "UE_PREFECT_EXTENSION_OUTPUT", field: "extension_output"},
 	{flag: "output-fields", env: "UE_PREFECT_OUTPUT_FIELDS", field: "output_fields"},
 	{flag: "checkpoint", env: "UE_PREFECT_CHECKPOINT", field: "checkpoint"},
+	{flag: "stop-on-stdin-close", env: "UE_PREFECT_STOP_ON_STDIN_CLOSE", field: "stop_on_stdin_close", boolean: true},
 	{flag: "cache-dir", env: "UE_PREFECT_CACHE_DIR", field: "cache_dir"},
 	{flag: "no-cache", env: "UE_PREFECT_NO_CACHE", field: "no_cache", boolean: true},
 	{flag: "json", env: "", field: "json", boolean: true},
@@ -189,7 +190,7 @@ func parseInvocation(args, environ []string) (*invocation, error) {
 			inv.given[key] = true
 		}
 	}
-	for _, f := range []string{"allow_insecure_http", "no_cache", "json"} {
+	for _, f := range []string{"allow_insecure_http", "no_cache", "json", "stop_on_stdin_close"} {
 		if v := inv.values[f]; v != "" {
 			if _, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {
 				return inv, &fieldError{f, fmt.Sprintf("%q is not a boolean (true or false)", v)}

@@ -71,6 +71,9 @@ Output:
   --json                           list-*: print the JSON document instead of one value per line
 
 Runtime:
+  --stop-on-stdin-close            [UE_PREFECT_STOP_ON_STDIN_CLOSE] stop as on SIGTERM when
+                                   stdin reaches its end (a graceful stop that works on
+                                   Windows too; the UAC extension uses it)
   --cache-dir DIR                  [UE_PREFECT_CACHE_DIR] compiled-module cache
   --no-cache                       [UE_PREFECT_NO_CACHE] do not use the cache
 
