@@ -16,7 +16,7 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e fuzz fuzz-short bench lint demo venv clean
+.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -25,6 +25,19 @@ build: plugin $(BIN) ## build bin/ue-prefect (with the plugin embedded)
 
 $(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./host/cmd/ue-prefect
+
+# The Universal Extension's bundled binaries: one per platform the extension supports.
+UAC_PLATFORMS := linux/amd64 linux/arm64 windows/amd64
+
+uac: plugin venv ## dist/unv_tmplt_Prefect-<version>.zip: the UAC Universal Extension, built with uip-cli
+	@rm -rf bin/uac && mkdir -p bin/uac dist
+	@for p in $(UAC_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  echo "go build $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+	    -o bin/uac/ue-prefect-$$os-$$arch$$ext ./host/cmd/ue-prefect; \
+	done
+	bash host/uac/build.sh dist bin/uac
 
 plugin: $(PLUGIN) ## rebuild host/plugin.wasm from ./plugin (deterministic; committed)
 
@@ -81,4 +94,4 @@ demo: build venv ## a local Prefect server, a demo flow, launched and awaited wi
 	$(GO) run ./tests/cmd/demo
 
 clean: ## remove build outputs and the virtualenv
-	rm -rf bin $(VENV) bench.out
+	rm -rf bin dist $(VENV) bench.out

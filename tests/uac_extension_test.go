@@ -1,0 +1,86 @@
+package tests
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ue-prefect/ue-prefect/tests/rig"
+)
+
+// TestE2E_UACExtension runs the Universal Extension's pytest suite
+// (host/uac/tests) with the project venv's pytest, through the binary this
+// package built, against the shared real Prefect server and a
+// Prefect-Cloud-shaped front on it. The suite packages the extension with
+// host/uac/build.sh (uip-cli, as `make uac` does) and imports it from the
+// built archive.
+func TestE2E_UACExtension(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	python, err := rig.Python()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := rig.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := rig.NewUUID()
+	prod := rig.Workspace{AccountID: acct, AccountName: "Acme", AccountHandle: "acme", WorkspaceID: rig.NewUUID(), WorkspaceName: "Production", WorkspaceHandle: "prod"}
+	staging := rig.Workspace{AccountID: acct, AccountName: "Acme", AccountHandle: "acme", WorkspaceID: rig.NewUUID(), WorkspaceName: "Staging", WorkspaceHandle: "staging"}
+	front := rig.NewCloudFront(env.Server, testAPIKey, []rig.Workspace{prod, staging})
+	t.Cleanup(front.Close)
+
+	// The binary, named as the extension archive names it for this platform.
+	bins := t.TempDir()
+	name := "ue-prefect-" + runtime.GOOS + "-" + runtime.GOARCH
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	if err := os.Symlink(binPath, filepath.Join(bins, name)); err != nil {
+		t.Fatal(err)
+	}
+	// The extension hands the binary no UE_PREFECT_* from its own environment,
+	// so point the user cache dir at the compile cache this package warmed.
+	xdg := t.TempDir()
+	if err := os.Symlink(cacheDir, filepath.Join(xdg, "ue-prefect")); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "host/uac/tests")
+	cmd.Dir = root
+	cmd.Env = baseEnv(map[string]string{
+		"XDG_CACHE_HOME":                xdg,
+		"PYTHONDONTWRITEBYTECODE":       "1",
+		"UE_PREFECT_TEST_BIN_DIR":       bins,
+		"UE_PREFECT_TEST_API_URL":       env.Server.URL,
+		"UE_PREFECT_TEST_CLOUD_API_URL": front.APIURL(),
+		"UE_PREFECT_TEST_CLOUD_KEY":     testAPIKey,
+		"UE_PREFECT_TEST_WORKSPACES":    prod.Handle() + "," + staging.Handle(),
+	})
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	capture(t.Name()+" pytest", string(out))
+	if err != nil {
+		t.Fatalf("pytest (%s): %v\n%s", time.Since(start).Round(time.Second), err, out)
+	}
+	t.Logf("pytest (%s):\n%s", time.Since(start).Round(time.Second), tail(string(out), 40))
+	if !strings.Contains(string(out), " passed") || strings.Contains(string(out), " skipped") {
+		t.Errorf("pytest did not pass every test")
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
