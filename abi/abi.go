@@ -158,11 +158,15 @@ const (
 	FuncProgress = "progress"
 )
 
-// Imports lists every host function of this contract, in a stable order.
-var Imports = []string{FuncHTTP, FuncSleep, FuncCredential, FuncLog, FuncProgress}
+// Imports returns every host function of this contract, in a stable order.
+// Each call returns a fresh slice.
+func Imports() []string {
+	return []string{FuncHTTP, FuncSleep, FuncCredential, FuncLog, FuncProgress}
+}
 
-// Exports lists every export the host requires of a plugin.
-var Exports = []string{ExportABIVersion, ExportRun, ExportStep}
+// Exports returns every export the host requires of a plugin. Each call
+// returns a fresh slice.
+func Exports() []string { return []string{ExportABIVersion, ExportRun, ExportStep} }
 
 // Actions a [RunInput] may ask for.
 const (

@@ -268,3 +268,87 @@ func TestMessagesDecodeValues(t *testing.T) {
 		}
 	})
 }
+
+func TestParseInt(t *testing.T) {
+	tests := []struct {
+		name, field, v string
+		want           int64
+		wantErr        string // the message, "" for none
+	}{
+		{"poll interval default", "poll_interval", "", abi.DefaultPollInterval, ""},
+		{"poll interval blank", "poll_interval", "  ", abi.DefaultPollInterval, ""},
+		{"poll interval", "poll_interval", " 30 ", 30, ""},
+		{"poll interval max", "poll_interval", "86400", abi.MaxPollInterval, ""},
+		{"poll interval zero", "poll_interval", "0", abi.DefaultPollInterval, "0 is out of range (1 to 86400)"},
+		{"poll interval text", "poll_interval", "soon", abi.DefaultPollInterval, `"soon" is not a whole number`},
+		{"max polls empty is no limit", "max_polls", "", 0, ""},
+		{"max polls zero", "max_polls", "0", 0, "0 is out of range (1 to 2147483647); leave it empty to poll until the flow run ends"},
+		{"cancel grace default", "cancel_grace", "", abi.DefaultCancelGrace, ""},
+		{"cancel grace lenient no more", "cancel_grace", "30s", abi.DefaultCancelGrace, `"30s" is not a whole number`},
+		{"cancel grace over", "cancel_grace", "3601", abi.DefaultCancelGrace, "3601 is out of range (1 to 3600)"},
+		{"outage budget zero", "outage_budget", "0", 0, ""},
+		{"outage budget default", "outage_budget", "", abi.DefaultOutageBudget, ""},
+		{"long text is clipped", "poll_interval", strings.Repeat("9x", 50), abi.DefaultPollInterval, `"` + strings.Repeat("9x", 40) + `…" is not a whole number`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := abi.ParseInt(tc.field, tc.v)
+			if got != tc.want {
+				t.Errorf("ParseInt(%q, %q) = %d, want %d", tc.field, tc.v, got, tc.want)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || err.Message != tc.wantErr || err.Field != tc.field || err.Code != abi.CodeInvalidInput):
+				t.Errorf("error %#v, want invalid_input on %s: %q", err, tc.field, tc.wantErr)
+			}
+		})
+	}
+	if _, err := abi.ParseInt("deployment", "1"); err == nil || err.Code != abi.CodeInternal {
+		t.Errorf("ParseInt of a text field = %v, want an internal error", err)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	tests := []struct {
+		name string
+		out  abi.RunOutput
+		want string
+	}{
+		{"success with a result", abi.Outcome(abi.ExitSuccess, nil, &abi.Result{FlowRunID: "r1", Polls: 2}),
+			`{"exit_code":0,"status_description":"Task executed successfully.","result":{"flow_run_id":"r1","polls":2}}`},
+		{"bad input before anything is known", abi.Failure(abi.Errorf(abi.CodeInvalidInput, "deployment", "required")),
+			`{"exit_code":20,"status_description":"Data Validation Error: Deployment ID or Name: required","error":{"code":"invalid_input","field":"deployment","message":"required"},"result":{}}`},
+		{"a host fault", abi.Failure(&abi.Error{Code: abi.CodeInternal, Message: "plugin trapped"}),
+			`{"exit_code":1,"status_description":"Execution Failed: plugin trapped","error":{"code":"internal","message":"plugin trapped"},"result":{}}`},
+		{"polling timeout keeps its fixed wording", abi.Outcome(abi.ExitPollingTimeout, &abi.Error{Code: abi.CodePollingTimeout, Message: "maximum polling timeout reached."}, nil),
+			`{"exit_code":40,"status_description":"Polling Timeout: maximum polling timeout reached.","error":{"code":"polling_timeout","message":"maximum polling timeout reached."},"result":{}}`},
+		{"an interrupt ends with the signal's code", abi.Outcome(abi.ExitInterruptedSIGINT, &abi.Error{Code: abi.CodeInterrupted, Message: "SIGINT received"}, &abi.Result{FlowRunID: "r1"}),
+			`{"exit_code":130,"status_description":"Interrupted: SIGINT received","error":{"code":"interrupted","message":"SIGINT received"},"result":{"flow_run_id":"r1"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(tc.out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("got  %s\nwant %s", b, tc.want)
+			}
+		})
+	}
+}
+
+// The contract lists are functions: a caller that changes what it got
+// changes nothing for the next.
+func TestContractListsAreFresh(t *testing.T) {
+	for name, list := range map[string]func() []string{"Imports": abi.Imports, "Exports": abi.Exports} {
+		a := list()
+		want := strings.Join(a, ",")
+		a[0] = "changed"
+		_ = append(a[:1], "appended")
+		if got := strings.Join(list(), ","); got != want {
+			t.Errorf("%s() after a caller's change = %s, want %s", name, got, want)
+		}
+	}
+}

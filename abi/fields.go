@@ -1,5 +1,11 @@
 package abi
 
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
 // Fields are the task's input fields as the user typed them: every value is
 // a string, exactly as a UAC template, an environment variable or a flag
 // delivers it. The plugin parses and validates them all before it sends any
@@ -22,8 +28,8 @@ type Fields struct {
 	// Wait is a boolean ("true", "false", "yes", "no", "1", "0"): wait for
 	// the flow run to end.
 	Wait string `json:"wait,omitempty"`
-	// PollInterval is the polling interval in whole seconds, at least 1.
-	// Default 60.
+	// PollInterval is the polling interval in whole seconds, 1 to
+	// [MaxPollInterval]; default [DefaultPollInterval].
 	PollInterval string `json:"poll_interval,omitempty"`
 	// MaxPolls is the maximum number of state polls; empty means no limit.
 	MaxPolls string `json:"max_polls,omitempty"`
@@ -38,17 +44,80 @@ type Fields struct {
 	// waiting, cancel the flow run on Prefect before ending. Default false,
 	// as in 1.0.
 	CancelOnInterrupt string `json:"cancel_on_interrupt,omitempty"`
-	// CancelGrace bounds, in seconds, how long cancelling on interrupt may
-	// take. Default 30.
+	// CancelGrace bounds, in seconds (1 to [MaxCancelGrace]), how long
+	// cancelling on interrupt may take; default [DefaultCancelGrace].
 	CancelGrace string `json:"cancel_grace,omitempty"`
-	// OutageBudget is how long, in seconds, polling may keep failing with
-	// transient errors before the task gives up. Default 900.
+	// OutageBudget is how long, in seconds (0 to [MaxOutageBudget]), polling
+	// may keep failing with transient errors before the task gives up;
+	// default [DefaultOutageBudget].
 	OutageBudget string `json:"outage_budget,omitempty"`
 	// FlowRunID attaches to an existing flow run instead of launching one.
 	FlowRunID string `json:"flow_run_id,omitempty"`
 	// StreamLogs is a boolean: while waiting, relay the flow run's own log
 	// lines (POST /logs/filter after each poll). Default false.
 	StreamLogs string `json:"stream_logs,omitempty"`
+}
+
+// Defaults and upper bounds of the integer fields, in seconds. They are the
+// one place these numbers are written: the plugin validates with
+// [ParseInt], the host bounds its grace period with it, and the CLI's help
+// shows them.
+const (
+	DefaultPollInterval = 60
+	MaxPollInterval     = 86400
+	DefaultCancelGrace  = 30
+	MaxCancelGrace      = 3600
+	DefaultOutageBudget = 900
+	MaxOutageBudget     = 7 * 86400
+)
+
+// intFields are the integer fields: the value when empty, the range, and a
+// hint appended to an out-of-range message.
+var intFields = map[string]struct {
+	def, min, max int64
+	hint          string
+}{
+	"poll_interval": {DefaultPollInterval, 1, MaxPollInterval, ""},
+	"max_polls":     {0, 1, 1<<31 - 1, "; leave it empty to poll until the flow run ends"},
+	"cancel_grace":  {DefaultCancelGrace, 1, MaxCancelGrace, ""},
+	"outage_budget": {DefaultOutageBudget, 0, MaxOutageBudget, ""},
+}
+
+// ParseInt parses the integer field name (its JSON name in [Fields]:
+// poll_interval, max_polls, cancel_grace or outage_budget) strictly: empty
+// gives its default (0, no limit, for max_polls), anything else must be a
+// whole number within its range. The error names the field.
+func ParseInt(name, v string) (int64, *Error) {
+	f, ok := intFields[name]
+	if !ok {
+		return 0, Errorf(CodeInternal, name, "not an integer field")
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return f.def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return f.def, Errorf(CodeInvalidInput, name, "%q is not a whole number", Clip(v))
+	}
+	if n < f.min || n > f.max {
+		return f.def, Errorf(CodeInvalidInput, name, "%d is out of range (%d to %d)%s", n, f.min, f.max, f.hint)
+	}
+	return n, nil
+}
+
+// Clip shortens a value the user gave to at most 80 bytes (and an
+// ellipsis) for a message, cutting on a character boundary.
+func Clip(v string) string {
+	const max = 80
+	if len(v) <= max {
+		return v
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(v[i]) {
+		i--
+	}
+	return v[:i] + "…"
 }
 
 // fieldLabels maps Fields' JSON names to the labels a UAC user sees.

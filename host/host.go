@@ -201,7 +201,7 @@ func (r *Runtime) init(ctx context.Context, wasm []byte) error {
 // the host does not supply.
 func checkModule(m wazero.CompiledModule) error {
 	exports := m.ExportedFunctions()
-	for _, name := range append([]string{"_initialize"}, abi.Exports...) {
+	for _, name := range append([]string{"_initialize"}, abi.Exports()...) {
 		if _, ok := exports[name]; !ok {
 			return fmt.Errorf("host: plugin does not export %q", name)
 		}
@@ -211,7 +211,7 @@ func checkModule(m wazero.CompiledModule) error {
 		mod, name, _ := f.Import()
 		switch mod {
 		case abi.HostModule:
-			if !slices.Contains(abi.Imports, name) {
+			if !slices.Contains(abi.Imports(), name) {
 				return fmt.Errorf("host: plugin imports unknown host function %s.%s", mod, name)
 			}
 		case abi.KernelModule:
@@ -389,7 +389,8 @@ type RunConfig struct {
 	// Interrupter, if set, lets another goroutine stop the run (SIGTERM).
 	Interrupter *Interrupter
 	// Grace bounds how long requests are still served after an interrupt,
-	// so the plugin can cancel the flow run; 0 means 30 s.
+	// so the plugin can cancel the flow run; 0 means the run's Cancel Grace
+	// field (abi.ParseInt), or abi.DefaultCancelGrace seconds.
 	Grace time.Duration
 	// Log receives the plugin's lines for people.
 	Log func(abi.LogRecord)
@@ -407,6 +408,11 @@ type RunConfig struct {
 // outcome then is exit 1 with the fault as its message, so callers can
 // always report out.
 func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.RunOutput, error) {
+	if cfg.Grace <= 0 {
+		// An invalid value is the plugin's to report, before any request.
+		g, _ := abi.ParseInt("cancel_grace", in.Fields.CancelGrace)
+		cfg.Grace = time.Duration(g) * time.Second
+	}
 	cs, err := r.newCallState(ctx, cfg)
 	if err != nil {
 		return faultOutput(err), err
@@ -466,12 +472,7 @@ func faultOutput(err error) abi.RunOutput {
 	if !errors.As(err, &ae) {
 		ae = &abi.Error{Code: abi.CodeInternal, Message: err.Error()}
 	}
-	return abi.RunOutput{
-		ExitCode:          abi.ExitFailed,
-		StatusDescription: abi.StatusDescription(abi.ExitFailed, ae.Error()),
-		Error:             ae,
-		Result:            json.RawMessage("{}"),
-	}
+	return abi.Failure(ae)
 }
 
 func randomID() string {

@@ -126,7 +126,7 @@ func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, 
 	cs.doer = newHTTPDoer(cfg.APIBase, rt, cfg.Credential, cs.clock, maxBody, timeout, ua)
 	grace := cfg.Grace
 	if grace <= 0 {
-		grace = 30 * time.Second
+		grace = abi.DefaultCancelGrace * time.Second
 	}
 	cs.graceCtx, cs.graceStop = context.WithCancel(ctx)
 	go func() {

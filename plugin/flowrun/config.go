@@ -2,7 +2,6 @@ package flowrun
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -20,15 +19,6 @@ const (
 	MaxJSONDepth = 64
 	// MaxFieldBytes caps every other text field.
 	MaxFieldBytes = 4096
-	// MaxPollInterval caps Polling Interval (sec) at one day.
-	MaxPollInterval = 86400
-)
-
-// Defaults of optional fields.
-const (
-	DefaultPollInterval = 60
-	DefaultCancelGrace  = 30
-	DefaultOutageBudget = 900
 )
 
 // Config is the validated form of abi.Fields. Durations are in
@@ -79,10 +69,10 @@ func (r *RawObject) UnmarshalJSON(b []byte) error {
 // configuration, or the first problem as an *abi.Error naming the field.
 func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 	c := Config{
-		PollInterval:    DefaultPollInterval * second,
+		PollInterval:    abi.DefaultPollInterval * second,
 		IncludeMetadata: true,
-		CancelGrace:     DefaultCancelGrace * second,
-		OutageBudget:    DefaultOutageBudget * second,
+		CancelGrace:     abi.DefaultCancelGrace * second,
+		OutageBudget:    abi.DefaultOutageBudget * second,
 	}
 	var err *abi.Error
 	text := func(name, v string) string {
@@ -123,20 +113,18 @@ func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 	if c.IncludeMetadata, err = parseMetadataOption(f.IncludeMetadata); err != nil {
 		return c, err
 	}
-	integer := func(name, v string, def, min, max int64, emptyHint string) int64 {
-		if err != nil {
-			return def
-		}
-		n, e := parseInt(name, v, def, min, max, emptyHint)
-		if e != nil {
+	// abi holds the integer fields' defaults and ranges, in seconds.
+	integer := func(name, v string) int64 {
+		n, e := abi.ParseInt(name, v) // the default when invalid
+		if err == nil && e != nil {
 			err = e
 		}
 		return n
 	}
-	c.PollInterval = integer("poll_interval", f.PollInterval, DefaultPollInterval, 1, MaxPollInterval, "") * second
-	c.MaxPolls = integer("max_polls", f.MaxPolls, 0, 1, 1<<31-1, "; leave it empty to poll until the flow run ends")
-	c.CancelGrace = integer("cancel_grace", f.CancelGrace, DefaultCancelGrace, 1, 3600, "") * second
-	c.OutageBudget = integer("outage_budget", f.OutageBudget, DefaultOutageBudget, 0, 7*86400, "") * second
+	c.PollInterval = integer("poll_interval", f.PollInterval) * second
+	c.MaxPolls = integer("max_polls", f.MaxPolls)
+	c.CancelGrace = integer("cancel_grace", f.CancelGrace) * second
+	c.OutageBudget = integer("outage_budget", f.OutageBudget) * second
 	if err != nil {
 		return c, err
 	}
@@ -243,21 +231,6 @@ func parseMetadataOption(v string) (bool, *abi.Error) {
 	return b, err
 }
 
-func parseInt(name, v string, def, min, max int64, hint string) (int64, *abi.Error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return def, nil
-	}
-	n, e := strconv.ParseInt(v, 10, 64)
-	if e != nil {
-		return def, abi.Errorf(abi.CodeInvalidInput, name, "%q is not a whole number", clip(v))
-	}
-	if n < min || n > max {
-		return def, abi.Errorf(abi.CodeInvalidInput, name, "%d is out of range (%d to %d)%s", n, min, max, hint)
-	}
-	return n, nil
-}
-
 // parametersKeys are the keys the Parameters (JSON) object may hold.
 var parametersKeys = []string{"parameters", "context", "job_variables", "tags"}
 
@@ -346,17 +319,7 @@ func jsonKind(v gjson.Result) string {
 }
 
 // clip shortens v for a message.
-func clip(v string) string {
-	const max = 80
-	if len(v) <= max {
-		return v
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(v[i]) {
-		i--
-	}
-	return v[:i] + "…"
-}
+func clip(v string) string { return abi.Clip(v) }
 
 // IsUUID reports whether s is a UUID in its canonical 8-4-4-4-12 hex form.
 func IsUUID(s string) bool {

@@ -16,10 +16,10 @@ const testUUID = "1f3e5a77-0d2c-4b8e-9a61-5c7d8e9f0a1b"
 func defaults() flowrun.Config {
 	return flowrun.Config{
 		Deployment:      "etl/nightly",
-		PollInterval:    flowrun.DefaultPollInterval * 1000,
+		PollInterval:    abi.DefaultPollInterval * 1000,
 		IncludeMetadata: true,
-		CancelGrace:     flowrun.DefaultCancelGrace * 1000,
-		OutageBudget:    flowrun.DefaultOutageBudget * 1000,
+		CancelGrace:     abi.DefaultCancelGrace * 1000,
+		OutageBudget:    abi.DefaultOutageBudget * 1000,
 	}
 }
 

@@ -7,38 +7,16 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
-// Result is the "result" object of the extension output.
-type Result struct {
-	FlowRunID           string       `json:"flow_run_id,omitempty"`
-	FlowRunName         string       `json:"flow_run_name,omitempty"`
-	FlowRunState        string       `json:"flow_run_state,omitempty"`
-	FlowRunStateName    string       `json:"flow_run_state_name,omitempty"`
-	FlowRunStateMessage string       `json:"flow_run_state_message,omitempty"`
-	FlowRunURL          string       `json:"flow_run_url,omitempty"`
-	Deployment          *deployment  `json:"deployment,omitempty"`
-	Workspace           *workspace   `json:"workspace,omitempty"`
-	IdempotencyKey      string       `json:"idempotency_key,omitempty"`
-	Reattached          bool         `json:"reattached,omitempty"`
-	Waited              bool         `json:"waited,omitempty"`
-	Polls               int64        `json:"polls,omitempty"`
-	ElapsedSeconds      float64      `json:"elapsed_seconds,omitempty"`
-	Cancellation        string       `json:"cancellation,omitempty"`
-	FlowRun             RawObject    `json:"flow_run,omitempty"`
-	Workspaces          []workspace  `json:"workspaces,omitempty"`
-	Deployments         []deployment `json:"deployments,omitempty"`
-	Values              []string     `json:"values,omitempty"`
-}
-
 // runResult is the result of a run that launched or followed a flow run.
-func (m *Machine) runResult() Result {
-	r := Result{
+func (m *Machine) runResult() abi.Result {
+	r := abi.Result{
 		FlowRunID:           m.s.Run.ID,
 		FlowRunName:         m.s.Run.Name,
 		FlowRunState:        m.s.Run.StateType,
 		FlowRunStateName:    m.s.Run.StateName,
 		FlowRunStateMessage: m.s.Run.StateMessage,
 		FlowRunURL:          m.runURL(),
-		Deployment:          m.s.Resolve.Deployment,
+		Deployment:          (*abi.Deployment)(m.s.Resolve.Deployment),
 		Workspace:           m.s.Resolve.Workspace,
 		IdempotencyKey:      m.s.Launch.Key,
 		Reattached:          m.s.Launch.Reattached,
@@ -53,7 +31,7 @@ func (m *Machine) runResult() Result {
 		r.ElapsedSeconds = float64(m.elapsed()) / float64(second)
 	}
 	if m.s.Cfg.IncludeMetadata {
-		r.FlowRun = m.s.Poll.RunJSON
+		r.FlowRun = []byte(m.s.Poll.RunJSON)
 	}
 	return r
 }
@@ -63,23 +41,20 @@ func (m *Machine) fail(err *abi.Error) {
 	m.finishWith(err.Code.ExitCode(), err, m.runResult())
 }
 
-func (m *Machine) finishWith(exit int, err *abi.Error, r Result) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-		if err.Code == abi.CodePollingTimeout {
-			msg = err.Message
-		}
-	}
-	out := &abi.RunOutput{
-		ExitCode:          exit,
-		StatusDescription: abi.StatusDescription(exit, msg),
-		Error:             err,
-		Result:            mustJSON(r),
-	}
-	m.s.Done = out
+func (m *Machine) finishWith(exit int, err *abi.Error, r abi.Result) {
+	out := abi.Outcome(exit, err, &r)
+	m.s.Done = &out
 	m.s.Pending = pending{}
-	m.emit(abi.Command{Kind: abi.CommandFinish, Finish: out})
+	m.emit(abi.Command{Kind: abi.CommandFinish, Finish: &out})
+}
+
+// deploymentsABI gives the machine's deployments in the contract's type,
+// which has the same fields.
+func deploymentsABI(ds []deployment) (out []abi.Deployment) {
+	for _, d := range ds {
+		out = append(out, abi.Deployment(d))
+	}
+	return out
 }
 
 func (m *Machine) finishLaunched() {

@@ -44,7 +44,7 @@ func FuzzParseFields(f *testing.F) {
 			}
 			return
 		}
-		if c.PollInterval < 1000 || c.PollInterval > flowrun.MaxPollInterval*1000 || c.MaxPolls < 0 || c.CancelGrace < 1000 || c.OutageBudget < 0 {
+		if c.PollInterval < 1000 || c.PollInterval > abi.MaxPollInterval*1000 || c.MaxPolls < 0 || c.CancelGrace < 1000 || c.OutageBudget < 0 {
 			t.Fatalf("ParseFields(%q, %+v) = %+v, a number out of range", action, in, c)
 		}
 		if action == abi.ActionLaunchFlowRun && c.Deployment == "" && !flowrun.IsUUID(c.FlowRunID) {
@@ -588,7 +588,7 @@ func checkCommands(t *testing.T, step int, cmds []abi.Command) abi.Command {
 				bad = "bad body"
 			}
 		case abi.CommandSleep:
-			if c.Sleep == nil || c.Sleep.DurationMS < 0 || c.Sleep.DurationMS > flowrun.MaxPollInterval*1000 {
+			if c.Sleep == nil || c.Sleep.DurationMS < 0 || c.Sleep.DurationMS > abi.MaxPollInterval*1000 {
 				bad = "bad sleep"
 			}
 		case abi.CommandCredential:

@@ -34,7 +34,7 @@ type listState struct {
 
 // finishWorkspaces ends the list-workspaces action.
 func (m *Machine) finishWorkspaces(all []workspace) {
-	r := Result{Workspaces: all}
+	r := abi.Result{Workspaces: all}
 	for _, w := range all {
 		r.Values = append(r.Values, w.Handle)
 	}
@@ -138,7 +138,7 @@ func (m *Machine) concludeListing() {
 	sort.Strings(names)
 	switch l.Why {
 	case listAll:
-		m.finishWith(abi.ExitSuccess, nil, Result{Deployments: l.Matches, Values: names})
+		m.finishWith(abi.ExitSuccess, nil, abi.Result{Deployments: deploymentsABI(l.Matches), Values: names})
 	case listAmbiguous:
 		m.fail(abi.Errorf(abi.CodeAmbiguous, "deployment", "%q matches %d deployments: %s; give flow-name/deployment-name or the id",
 			m.s.Cfg.Deployment, len(names), strings.Join(names, ", ")))

@@ -22,14 +22,8 @@ type resolveState struct {
 	Deployment *deployment `json:"deployment,omitempty"`
 }
 
-type workspace struct {
-	AccountID     string `json:"account_id"`
-	AccountHandle string `json:"account_handle,omitempty"`
-	AccountName   string `json:"account_name,omitempty"`
-	WorkspaceID   string `json:"workspace_id"`
-	Handle        string `json:"handle,omitempty"`
-	Name          string `json:"workspace_name,omitempty"`
-}
+// workspace is a Cloud workspace as the result reports it.
+type workspace = abi.Workspace
 
 type deployment struct {
 	ID       string `json:"id"`
