@@ -37,10 +37,10 @@ const (
 func ValidateAPIBase(raw string, allowInsecure bool) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%q is not an absolute http(s) URL such as https://prefect.example.com/api", redactURL(raw))
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL such as https://prefect.example.com/api", RedactURL(raw))
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("%s must not contain credentials; use PREFECT_API_AUTH_STRING or PREFECT_API_KEY", redactURL(raw))
+		return nil, fmt.Errorf("%s must not contain credentials; use PREFECT_API_AUTH_STRING or PREFECT_API_KEY", RedactURL(raw))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%q must not have a query or fragment", raw)
@@ -53,13 +53,18 @@ func ValidateAPIBase(raw string, allowInsecure bool) (*url.URL, error) {
 	return u, nil
 }
 
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
+// RedactURL masks the user information (user:password@) of a URL for a
+// message or an echo of the input, also when the URL does not parse.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
 		u.User = url.User("****")
 		return u.String()
 	}
-	if i := strings.Index(raw, "@"); i >= 0 {
-		return "****" + raw[i:]
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		if i := strings.Index(raw, "://"); i >= 0 && i < at {
+			return raw[:i+3] + "****" + raw[at:]
+		}
+		return "****" + raw[at:]
 	}
 	return raw
 }

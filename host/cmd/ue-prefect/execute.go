@@ -81,16 +81,16 @@ func fieldsDoc(inv *invocation) map[string]any {
 	case "list-deployments":
 		f["action"] = "List Deployments"
 	}
-	for k, v := range inv.values {
-		switch k {
-		case "json":
+	for i := range options {
+		o := &options[i]
+		if !inv.in.given[o.name] || o.noEcho {
 			continue
 		}
-		switch k {
-		case "api_url", "cloud_api_url", "ui_url":
-			v = redactURLUserinfo(v)
+		v := *o.value(&inv.in)
+		if o.url {
+			v = host.RedactURL(v)
 		}
-		f[k] = v
+		f[o.name] = v
 	}
 	cred := map[string]any{"scheme": inv.cred.Scheme()}
 	if inv.cred.Scheme() != abi.SchemeNone {
@@ -111,12 +111,7 @@ func reportEarly(stdout, stderr io.Writer, inv *invocation, err error) int {
 	if errors.As(err, &fe) {
 		ae = &abi.Error{Code: abi.CodeInvalidInput, Field: fe.field, Message: fe.msg}
 	}
-	out := abi.RunOutput{
-		ExitCode:          abi.ExitDataValidation,
-		StatusDescription: abi.StatusDescription(abi.ExitDataValidation, ae.Error()),
-		Error:             ae,
-		Result:            json.RawMessage("{}"),
-	}
+	out := abi.Failure(ae)
 	red := &redactor{w: stderr}
 	if inv != nil {
 		red.secrets = append(inv.cred.Secrets(), urlSecrets(inv)...)
@@ -124,8 +119,10 @@ func reportEarly(stdout, stderr io.Writer, inv *invocation, err error) int {
 	fmt.Fprintf(red, "ue-prefect: %s\n", out.StatusDescription)
 	doc := document(inv, out)
 	_ = writeJSON(&redactor{w: stdout, secrets: red.secrets}, doc)
-	if inv != nil && inv.get("extension_output") != "" {
-		_ = writeFileAtomic(inv.get("extension_output"), doc, red)
+	if inv != nil && inv.in.ExtensionOutput != "" {
+		if err := writeJSONFile(inv.in.ExtensionOutput, doc, red); err != nil {
+			fmt.Fprintf(red, "ue-prefect: warning: cannot write the extension output to %s: %v\n", inv.in.ExtensionOutput, err)
+		}
 	}
 	return out.ExitCode
 }
@@ -148,22 +145,26 @@ func document(inv *invocation, out abi.RunOutput) extensionOutput {
 	if len(doc.Result) == 0 {
 		doc.Result = json.RawMessage("{}")
 	}
-	var r struct {
-		ID         string `json:"flow_run_id"`
-		Reattached bool   `json:"reattached"`
-	}
-	if json.Unmarshal(doc.Result, &r) == nil && r.ID != "" && !r.Reattached && inv != nil && inv.get("flow_run_id") == "" {
+	var r abi.Result
+	if json.Unmarshal(doc.Result, &r) == nil && r.FlowRunID != "" && !r.Reattached && inv != nil && inv.in.FlowRunID == "" {
 		doc.Changed = true
 	}
 	return doc
 }
 
-func writeFileAtomic(path string, v any, red *redactor) error {
+// writeJSONFile writes v indented to path, atomically, with secrets
+// redacted.
+func writeJSONFile(path string, v any, red *redactor) error {
 	var buf bytes.Buffer
 	if err := writeJSON(&buf, v); err != nil {
 		return err
 	}
-	data := []byte(red.redact(buf.String()))
+	return writeFileAtomic(path, []byte(red.redact(buf.String())))
+}
+
+// writeFileAtomic replaces path with data: a reader sees the old file or
+// the new one, never a part. The file is private to the user (0600).
+func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".ue-prefect-*")
 	if err != nil {
 		return err
@@ -225,7 +226,7 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	// kill there), so a parent may instead close our stdin: the same graceful
 	// stop, on every platform. Opt-in, since a scheduler may start us with
 	// stdin already at its end.
-	if inv.flag("stop_on_stdin_close") {
+	if inv.stopOnStdinClose {
 		go func() {
 			_, _ = io.Copy(io.Discard, stdin)
 			logf("Standard input closed: stopping as on SIGTERM")
@@ -237,10 +238,10 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	}
 
 	var ropts []host.RuntimeOption
-	if d := inv.get("cache_dir"); d != "" {
+	if d := inv.in.CacheDir; d != "" {
 		ropts = append(ropts, host.WithCacheDir(d))
 	}
-	if inv.flag("no_cache") {
+	if inv.noCache {
 		ropts = append(ropts, host.WithoutCache())
 	}
 	// Loading allocates heavily and briefly (decoding and validating the
@@ -249,8 +250,7 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	rt, err := host.NewRuntime(ctx, host.PluginWasm, ropts...)
 	debug.SetGCPercent(gc)
 	if err != nil {
-		out := abi.RunOutput{ExitCode: abi.ExitFailed, StatusDescription: abi.StatusDescription(abi.ExitFailed, err.Error()),
-			Error: &abi.Error{Code: abi.CodeInternal, Message: err.Error()}, Result: json.RawMessage("{}")}
+		out := abi.Failure(&abi.Error{Code: abi.CodeInternal, Message: err.Error()})
 		fmt.Fprintf(errw, "ue-prefect: %s\n", out.StatusDescription)
 		_ = writeJSON(outw, document(inv, out))
 		return out.ExitCode
@@ -258,20 +258,28 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	defer rt.Close(closeCtx)
 	if inv.command == "warm-cache" {
 		rt.WaitCache(ctx)
-		fmt.Fprintf(errw, "ue-prefect: plugin compiled into %s\n", firstNonEmpty(inv.get("cache_dir"), host.DefaultCacheDir()))
+		fmt.Fprintf(errw, "ue-prefect: plugin compiled into %s\n", firstNonEmpty(inv.in.CacheDir, host.DefaultCacheDir()))
 		return 0
 	}
 
 	in := abi.RunInput{Action: inv.action(), Fields: inv.fields}
-	cpPath := inv.get("checkpoint")
+	cpPath := inv.in.Checkpoint
 	if cpPath != "" {
 		if b, err := readBounded(cpPath, 16<<20); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			in.Checkpoint = b
 			logf("Resuming from checkpoint %s", cpPath)
 		}
 	}
-	fieldsPath := inv.get("output_fields")
+	fieldsPath := inv.in.OutputFields
 	var lastFields abi.OutputFields
+	// A file that cannot be written is said once, not at every progress.
+	var cpWarned, fieldsWarned bool
+	warnOnce := func(done *bool, format string, args ...any) {
+		if !*done {
+			*done = true
+			logf("warning: "+format, args...)
+		}
+	}
 	cfg := host.RunConfig{
 		Target:         inv.target,
 		APIBase:        inv.apiBase,
@@ -279,7 +287,6 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		Credential:     inv.cred,
 		RequestTimeout: inv.timeout,
 		Interrupter:    intr,
-		Grace:          inv.grace,
 		UserAgent:      "ue-prefect/" + version,
 		Log: func(l abi.LogRecord) {
 			if l.Source == abi.SourceFlowRun {
@@ -298,8 +305,9 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		},
 		Progress: func(p abi.Progress) {
 			if cpPath != "" && len(p.Checkpoint) > 0 {
-				_ = os.WriteFile(cpPath+".tmp", p.Checkpoint, 0o600)
-				_ = os.Rename(cpPath+".tmp", cpPath)
+				if err := writeFileAtomic(cpPath, p.Checkpoint); err != nil {
+					warnOnce(&cpWarned, "cannot write the checkpoint to %s: %v", cpPath, err)
+				}
 			}
 			if p.Fields == lastFields || p.Fields.FlowRunID == "" {
 				return
@@ -308,7 +316,9 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 			b, _ := json.Marshal(p.Fields)
 			fmt.Fprintf(errw, "%s%s\n", OutputPrefix, b)
 			if fieldsPath != "" {
-				_ = writeFileAtomic(fieldsPath, p.Fields, errw)
+				if err := writeJSONFile(fieldsPath, p.Fields, errw); err != nil {
+					warnOnce(&fieldsWarned, "cannot write the output fields to %s: %v", fieldsPath, err)
+				}
 			}
 		},
 	}
@@ -332,15 +342,13 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		}
 	}
 	doc := document(inv, out)
-	if p := inv.get("extension_output"); p != "" {
-		if err := writeFileAtomic(p, doc, errw); err != nil {
+	if p := inv.in.ExtensionOutput; p != "" {
+		if err := writeJSONFile(p, doc, errw); err != nil {
 			logf("warning: cannot write the extension output to %s: %v", p, err)
 		}
 	}
-	if strings.HasPrefix(inv.command, "list-") && !inv.flag("json") {
-		var r struct {
-			Values []string `json:"values"`
-		}
+	if strings.HasPrefix(inv.command, "list-") && !inv.jsonOut {
+		var r abi.Result
 		_ = json.Unmarshal(out.Result, &r)
 		for _, v := range r.Values {
 			fmt.Fprintln(outw, v)
@@ -362,25 +370,15 @@ func flowLog(w io.Writer, l abi.LogRecord) {
 	fmt.Fprintf(w, "%s │ %-5s │ %s\n", ts, strings.ToUpper(l.Level), msg)
 }
 
-// redactURLUserinfo masks credentials embedded in a URL.
-func redactURLUserinfo(raw string) string {
-	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
-		u.User = url.User("****")
-		return u.String()
-	}
-	if at := strings.LastIndex(raw, "@"); at >= 0 {
-		if i := strings.Index(raw, "://"); i >= 0 && i < at {
-			return raw[:i+3] + "****" + raw[at:]
-		}
-	}
-	return raw
-}
-
 // urlSecrets returns passwords embedded in the URL inputs, for redaction.
 func urlSecrets(inv *invocation) []string {
 	var out []string
-	for _, k := range []string{"api_url", "cloud_api_url", "ui_url"} {
-		if u, err := url.Parse(strings.TrimSpace(inv.values[k])); err == nil && u.User != nil {
+	for i := range options {
+		o := &options[i]
+		if !o.url {
+			continue
+		}
+		if u, err := url.Parse(strings.TrimSpace(*o.value(&inv.in))); err == nil && u.User != nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
 				out = append(out, pw)
 			}

@@ -90,6 +90,8 @@ func TestRun_BadInput(t *testing.T) {
 		{"key file missing", []string{"--api-key-file", "/nonexistent/key", "--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api}, "Credentials", "cannot read secret file"},
 		{"auth string not user:pass", []string{"--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": secret}, "Credentials", "not user:password"},
 		{"unknown command", []string{"explode"}, nil, "Action", "unknown command"},
+		{"host boolean not bool", []string{"--deployment", "a/b"}, map[string]string{"PREFECT_API_URL": api, "UE_PREFECT_NO_CACHE": "maybe"}, "no_cache", `"maybe" is not a boolean`},
+		{"host boolean flag not bool", []string{"--deployment", "a/b", "--allow-insecure-http=sure"}, map[string]string{"PREFECT_API_URL": api}, "allow_insecure_http", `"sure" is not a boolean`},
 		{"unknown flag", []string{"--frobnicate"}, nil, "Action", "flag provided but not defined"},
 		{"cloud workspace url with bad poll", []string{"--deployment", "a/b", "--poll-interval", "-1"}, map[string]string{
 			"PREFECT_API_URL": api + "/accounts/4c6e8a02-3d5f-4e70-9b1c-2d3e4f5a6b7c/workspaces/5d7f9b13-4e60-4f81-8c2d-3e4f5a6b7c8d", "PREFECT_API_KEY": secret,
