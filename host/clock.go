@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -36,42 +35,10 @@ func (c realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// VirtualClock is a Clock for deterministic tests: it starts at Epoch and
-// moves only when something sleeps on it, instantly. A 60-second poll
-// interval costs nothing.
-type VirtualClock struct {
-	Epoch time.Time
-	mu    sync.Mutex
-	now   time.Duration
-}
-
-// NewVirtualClock returns a virtual clock at epoch.
-func NewVirtualClock(epoch time.Time) *VirtualClock { return &VirtualClock{Epoch: epoch} }
-
-// Since implements Clock.
-func (c *VirtualClock) Since() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Now implements Clock.
-func (c *VirtualClock) Now() time.Time { return c.Epoch.Add(c.Since()) }
-
-// Sleep implements Clock: it advances the clock by d and returns at once.
-func (c *VirtualClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.Advance(d)
-	return nil
-}
-
-// Advance moves the clock forward by d.
-func (c *VirtualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d > 0 {
-		c.now += d
-	}
+// virtualClock is a Clock that makes a run deterministic
+// (hosttest.VirtualClock): the plugin's own WASI clocks then start at its
+// epoch and move only when the guest sleeps, and its random source is fixed.
+type virtualClock interface {
+	Clock
+	Epoch() time.Time
 }

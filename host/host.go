@@ -23,6 +23,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 )
 
 // Runtime holds a compiled plugin. It is safe for concurrent use: each Run
@@ -281,7 +282,7 @@ func (r *Runtime) call(ctx context.Context, cs *callState, export string, input 
 		// test epoch and moves only when the Go runtime inside sleeps, so
 		// nothing real leaks into a deterministic run, and the host's
 		// virtual clock moves only through the sleep host function.
-		gc := NewVirtualClock(cs.virtual.Epoch)
+		gc := vclock.New(cs.virtual.Epoch())
 		gc.Advance(time.Millisecond) // Go's runtime aborts on a zero nanotime
 		mc = mc.WithWalltime(func() (int64, int32) {
 			t := gc.Now()
@@ -379,8 +380,9 @@ type RunConfig struct {
 	// Transport carries requests; nil means NewTransport().
 	Transport http.RoundTripper
 	// Clock supplies time and sleeping; nil means RealClock(). A
-	// *VirtualClock also drives the plugin's WASI clocks and makes its
-	// randomness fixed, for deterministic tests.
+	// hosttest.VirtualClock (any Clock with an Epoch() time.Time method)
+	// also drives the plugin's WASI clocks and makes its randomness fixed,
+	// for deterministic tests.
 	Clock Clock
 	// RequestTimeout bounds one HTTP exchange; 0 means DefaultRequestTimeout.
 	RequestTimeout time.Duration

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 )
 
 // A tiny WebAssembly assembler, enough to build the malformed plugins the
@@ -326,7 +327,7 @@ func TestRuntimeConcurrentRuns(t *testing.T) {
 			})
 			var logs []string
 			out, err := rt.Run(context.Background(), RunConfig{
-				Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: NewVirtualClock(testEpoch),
+				Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: vclock.New(testEpoch),
 				Log: func(l abi.LogRecord) { logs = append(logs, l.Message) },
 			}, abi.RunInput{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", PollInterval: "5"}, InvocationID: fmt.Sprint("inv-", i), Seed: uint64(i + 1)})
 			if err != nil || out.ExitCode != 0 || !strings.Contains(string(out.Result), runID) {

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 )
 
 var testEpoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -85,7 +86,7 @@ func testDoer(t *testing.T, base string, cred Credential, maxBody int64, timeout
 	}
 	tr := &http.Transport{DisableKeepAlives: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return newHTTPDoer(u, tr, cred, NewVirtualClock(testEpoch), maxBody, timeout, "ue-prefect/test")
+	return newHTTPDoer(u, tr, cred, vclock.New(testEpoch), maxBody, timeout, "ue-prefect/test")
 }
 
 func TestTarget(t *testing.T) {
@@ -454,7 +455,7 @@ func TestHTTPTransportErrors(t *testing.T) {
 			}
 			tr := &http.Transport{DisableKeepAlives: true}
 			defer tr.CloseIdleConnections()
-			d := newHTTPDoer(u, tr, NoCredential(), NewVirtualClock(testEpoch), 1<<20, tc.timeout, "ue-prefect/test")
+			d := newHTTPDoer(u, tr, NoCredential(), vclock.New(testEpoch), 1<<20, tc.timeout, "ue-prefect/test")
 			ctx := tc.ctx
 			if ctx == nil {
 				ctx = context.Background()
@@ -603,9 +604,9 @@ func TestInterruptBetweenCalls(t *testing.T) {
 	}))
 	defer srv.Close()
 	base, _ := url.Parse(srv.URL + "/api")
-	vc := NewVirtualClock(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	vc := vclock.New(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
 	intr := NewInterrupter()
-	eff, err := NewEffects(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr})
+	eff, err := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +626,7 @@ func TestInterruptBetweenCalls(t *testing.T) {
 
 	// A fresh run interrupted before its first request: nothing is sent.
 	intr2 := NewInterrupter()
-	eff2, _ := NewEffects(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr2})
+	eff2, _ := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr2})
 	defer eff2.Close()
 	intr2.Interrupt("SIGINT", abi.ExitInterruptedSIGINT)
 	if r := eff2.HTTP(abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Error == nil || r.Error.Kind != abi.TransportInterrupted || r.Interrupt == nil || hits.Load() != 1 {
@@ -675,5 +676,24 @@ func TestRequestTimeoutNotCapped(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("the 300 ms request timeout took %s", took)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ name, raw, want string }{
+		{"no userinfo", "https://prefect.example.com/api", "https://prefect.example.com/api"},
+		{"user and password", "https://user:hunter2@prefect.example.com/api", "https://%2A%2A%2A%2A@prefect.example.com/api"},
+		{"blanks around", "  https://user:hunter2@prefect.example.com/api ", "https://%2A%2A%2A%2A@prefect.example.com/api"},
+		{"unparsable, keeps the scheme", "https://user:hun%zzter2@prefect.example.com/api", "https://****@prefect.example.com/api"},
+		{"unparsable, '@' in the password", "https://user:a@b%zz@prefect.example.com/api", "https://****@prefect.example.com/api"},
+		{"no scheme", "user:pw%zz@host/api", "****@host/api"},
+		{"not a URL", "prefect/api", "prefect/api"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := RedactURL(tc.raw); got != tc.want {
+				t.Errorf("RedactURL(%q) = %q, want %q", tc.raw, got, tc.want)
+			}
+		})
 	}
 }

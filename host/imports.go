@@ -67,7 +67,7 @@ type callState struct {
 	cfg     RunConfig
 	doer    *httpDoer
 	clock   Clock
-	virtual *VirtualClock
+	virtual virtualClock // set when the run is deterministic
 	intr    *Interrupter
 	// graceCtx ends grace after the interrupt, or on Abort, or when the
 	// caller's context ends.
@@ -101,7 +101,7 @@ func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, 
 	if cs.clock == nil {
 		cs.clock = RealClock()
 	}
-	if vc, ok := cs.clock.(*VirtualClock); ok {
+	if vc, ok := cs.clock.(virtualClock); ok {
 		cs.virtual = vc
 	}
 	if cs.intr == nil {
@@ -173,30 +173,28 @@ func (cs *callState) blockingCtx() (context.Context, context.CancelFunc) {
 
 func (cs *callState) nowMS() int64 { return cs.clock.Since().Milliseconds() }
 
-// Effects returns the host side of a run as a value with the method set of
-// flowrun.Host, so tests can drive the pure machine natively through
-// exactly the HTTP, sleep and credential code the plugin gets.
-func (r *Runtime) Effects(ctx context.Context, cfg RunConfig) (*Effects, error) {
+// Functions returns the host functions of a run as Go methods, with the
+// method set of flowrun.Host: HTTP, Sleep, Credential, Log, Progress.
+// A caller that drives the machine itself (the step export, or package
+// flowrun natively) executes its commands through exactly the code the
+// plugin's imports run. Close releases them.
+func (r *Runtime) Functions(ctx context.Context, cfg RunConfig) (*Functions, error) {
 	cs, err := r.newCallState(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Effects{cs: cs}, nil
+	return &Functions{cs: cs}, nil
 }
 
-// NewEffects is Runtime.Effects without a plugin: the host functions alone.
-func NewEffects(ctx context.Context, cfg RunConfig) (*Effects, error) {
-	return (&Runtime{}).Effects(ctx, cfg)
-}
+// Functions implements the host functions of abi.HostModule in Go. It
+// satisfies flowrun.Host, which the plugin implements with Wasm imports.
+type Functions struct{ cs *callState }
 
-// Effects implements the host functions in Go.
-type Effects struct{ cs *callState }
-
-// Close releases the effects' goroutines.
-func (e *Effects) Close() { e.cs.stop() }
+// Close releases the functions' goroutines.
+func (e *Functions) Close() { e.cs.stop() }
 
 // HTTP implements abi.FuncHTTP.
-func (e *Effects) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
+func (e *Functions) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
 	cs := e.cs
 	if it := cs.untold(); it != nil {
 		return abi.HTTPResponse{Error: &abi.TransportError{Kind: abi.TransportInterrupted, Message: "interrupted before the request was sent"},
@@ -216,7 +214,7 @@ func (e *Effects) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
 }
 
 // Sleep implements abi.FuncSleep.
-func (e *Effects) Sleep(req abi.SleepRequest) abi.SleepResponse {
+func (e *Functions) Sleep(req abi.SleepRequest) abi.SleepResponse {
 	cs := e.cs
 	if it := cs.untold(); it != nil {
 		return abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: it}
@@ -232,28 +230,28 @@ func (e *Effects) Sleep(req abi.SleepRequest) abi.SleepResponse {
 }
 
 // Credential implements abi.FuncCredential.
-func (e *Effects) Credential(abi.CredentialRequest) abi.CredentialResponse {
+func (e *Functions) Credential(abi.CredentialRequest) abi.CredentialResponse {
 	c := e.cs.cfg.Credential
 	return abi.CredentialResponse{Scheme: c.Scheme(), Source: c.Source()}
 }
 
 // Log implements abi.FuncLog.
-func (e *Effects) Log(l abi.LogRecord) {
+func (e *Functions) Log(l abi.LogRecord) {
 	if f := e.cs.cfg.Log; f != nil {
 		f(l)
 	}
 }
 
 // Progress implements abi.FuncProgress.
-func (e *Effects) Progress(p abi.Progress) {
+func (e *Functions) Progress(p abi.Progress) {
 	if f := e.cs.cfg.Progress; f != nil {
 		f(p)
 	}
 }
 
-// hostFunc adapts one Effects method to a Wasm host function: decode the
+// hostFunc adapts one Functions method to a Wasm host function: decode the
 // request from kernel memory, call, encode the response.
-func hostFunc[Req, Resp any](name string, f func(e *Effects, req Req) (Resp, bool)) api.GoModuleFunc {
+func hostFunc[Req, Resp any](name string, f func(e *Functions, req Req) (Resp, bool)) api.GoModuleFunc {
 	return func(ctx context.Context, m api.Module, stack []uint64) {
 		k := kernelFrom(ctx)
 		cs, _ := ctx.Value(callKey{}).(*callState)
@@ -265,7 +263,7 @@ func hostFunc[Req, Resp any](name string, f func(e *Effects, req Req) (Resp, boo
 		if err := json.Unmarshal(raw, &req); err != nil {
 			panic(fmt.Errorf("host: %s: undecodable request: %w", name, err))
 		}
-		resp, has := f(&Effects{cs: cs}, req)
+		resp, has := f(&Functions{cs: cs}, req)
 		var out []byte
 		if has {
 			var err error
@@ -291,13 +289,13 @@ func instantiateImports(ctx context.Context, r wazero.Runtime) error {
 			WithParameterNames("request").
 			Export(name)
 	}
-	def(abi.FuncHTTP, hostFunc(abi.FuncHTTP, func(e *Effects, r abi.HTTPRequest) (abi.HTTPResponse, bool) { return e.HTTP(r), true }))
-	def(abi.FuncSleep, hostFunc(abi.FuncSleep, func(e *Effects, r abi.SleepRequest) (abi.SleepResponse, bool) { return e.Sleep(r), true }))
-	def(abi.FuncCredential, hostFunc(abi.FuncCredential, func(e *Effects, r abi.CredentialRequest) (abi.CredentialResponse, bool) {
+	def(abi.FuncHTTP, hostFunc(abi.FuncHTTP, func(e *Functions, r abi.HTTPRequest) (abi.HTTPResponse, bool) { return e.HTTP(r), true }))
+	def(abi.FuncSleep, hostFunc(abi.FuncSleep, func(e *Functions, r abi.SleepRequest) (abi.SleepResponse, bool) { return e.Sleep(r), true }))
+	def(abi.FuncCredential, hostFunc(abi.FuncCredential, func(e *Functions, r abi.CredentialRequest) (abi.CredentialResponse, bool) {
 		return e.Credential(r), true
 	}))
-	def(abi.FuncLog, hostFunc(abi.FuncLog, func(e *Effects, r abi.LogRecord) (struct{}, bool) { e.Log(r); return struct{}{}, false }))
-	def(abi.FuncProgress, hostFunc(abi.FuncProgress, func(e *Effects, r abi.Progress) (struct{}, bool) { e.Progress(r); return struct{}{}, false }))
+	def(abi.FuncLog, hostFunc(abi.FuncLog, func(e *Functions, r abi.LogRecord) (struct{}, bool) { e.Log(r); return struct{}{}, false }))
+	def(abi.FuncProgress, hostFunc(abi.FuncProgress, func(e *Functions, r abi.Progress) (struct{}, bool) { e.Progress(r); return struct{}{}, false }))
 	_, err := b.Instantiate(ctx)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 )
 
 type fnRT func(*http.Request) (*http.Response, error)
@@ -46,7 +47,7 @@ func TestSmoke(t *testing.T) {
 		return jsonResp(404, `{"detail":"Not found"}`), nil
 	})
 	base, _ := url.Parse("http://prefect.test/api")
-	vc := NewVirtualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	vc := vclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	start := time.Now()
 	out, err := rt.Run(ctx, RunConfig{
 		Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: vc,

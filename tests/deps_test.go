@@ -21,7 +21,10 @@ func TestImportPolicy(t *testing.T) {
 		{"./abi", false, nil, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "time"}},
 		{"./plugin/flowrun", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/tidwall/"}, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "math/rand", "crypto/rand"}},
 		{"./plugin", true, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/plugin/", "github.com/tidwall/", "github.com/extism/go-pdk"}, []string{"net", "net/http", "os/exec"}},
-		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/tetratelabs/wazero", "golang.org/x/sys"}, nil},
+		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/tetratelabs/wazero", "golang.org/x/sys"}, nil},
+		// Test kits for other hosts: no plugin internals, no runtime.
+		{"./host/hosttest", false, []string{"github.com/ue-prefect/ue-prefect/host/internal/"}, nil},
+		{"./plugin/flowrun/flowruntest", false, []string{"github.com/ue-prefect/ue-prefect/abi"}, []string{"net", "net/http", "os/exec"}},
 		{"./host/cmd/ue-prefect", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host", "github.com/tetratelabs/wazero", "golang.org/x/sys"}, nil},
 	}
 	for _, tc := range tests {

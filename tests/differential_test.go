@@ -14,6 +14,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/hosttest"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
@@ -64,7 +65,7 @@ func (t scenarioTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // interruptingClock is a virtual clock whose Nth sleep delivers the
 // scenario's interrupt instead of passing time.
 type interruptingClock struct {
-	*host.VirtualClock
+	*hosttest.VirtualClock
 	s    *flowruntest.Script
 	intr *host.Interrupter
 }
@@ -95,10 +96,29 @@ func credentialFor(t *testing.T, c abi.CredentialResponse) host.Credential {
 	return host.NoCredential()
 }
 
-// TestDifferential runs every golden scenario three ways — natively with
-// the scripted effects, natively with the host's real effects, and through
-// the Wasm plugin on the host — and requires the same trace from each,
-// equal to the golden transcript.
+// scenarioConfig is the host's own HTTP, clock and credential code with
+// only the network and the clock's passing scripted from s.
+func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
+	intr := host.NewInterrupter()
+	base, err := url.Parse(s.Sc.Input.APIBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host.RunConfig{
+		Target:      s.Sc.Input.Target,
+		APIBase:     base,
+		Credential:  credentialFor(t, s.Sc.Credential),
+		Transport:   scenarioTransport{s: s, intr: intr},
+		Clock:       interruptingClock{VirtualClock: hosttest.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr},
+		Interrupter: intr,
+		Trace:       func(fn string, req, resp []byte) { s.Trace.Call(fn, req, resp) },
+	}
+}
+
+// TestDifferential runs every golden scenario through the host's real
+// effects twice, natively (package flowrun driven by host.Functions) and
+// through the Wasm plugin, and requires each trace to equal the golden
+// transcript the native machine wrote with scripted effects.
 func TestDifferential(t *testing.T) {
 	ctx := context.Background()
 	rt, err := host.NewRuntime(ctx, host.PluginWasm, host.WithInterpreter())
@@ -106,63 +126,31 @@ func TestDifferential(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close(ctx)
-	eachScenario(t, func(t *testing.T, text, want string) {
-		parse := func() *flowruntest.Scenario { return parseScenario(t, text) }
-		// 1. Natively, the scripted effects.
-		s1 := flowruntest.NewScript(parse())
-		s1.Trace.Finish(flowrun.Run(s1, s1.Sc.Input))
-
-		// 2 and 3 share a set-up: the host's own HTTP, clock and
-		// credential code, with only the transport scripted.
-		setup := func() (*flowruntest.Script, host.RunConfig) {
-			s := flowruntest.NewScript(parse())
-			intr := host.NewInterrupter()
-			base, err := url.Parse(s.Sc.Input.APIBase)
+	t.Run("native", func(t *testing.T) {
+		flowruntest.Each(t, goldenDir, func(t *testing.T, s *flowruntest.Script) abi.RunOutput {
+			fns, err := rt.Functions(ctx, scenarioConfig(t, s))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, host.RunConfig{
-				Target:      s.Sc.Input.Target,
-				APIBase:     base,
-				Credential:  credentialFor(t, s.Sc.Credential),
-				Transport:   scenarioTransport{s: s, intr: intr},
-				Clock:       interruptingClock{VirtualClock: host.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr},
-				Interrupter: intr,
-				Trace:       func(fn string, req, resp []byte) { s.Trace.Call(fn, req, resp) },
+			defer fns.Close()
+			return flowrun.Run(traced{fns, &s.Trace}, s.Sc.Input)
+		})
+	})
+	t.Run("wasm", func(t *testing.T) {
+		flowruntest.Each(t, goldenDir, func(t *testing.T, s *flowruntest.Script) abi.RunOutput {
+			out, err := rt.Run(ctx, scenarioConfig(t, s), s.Sc.Input)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
 			}
-		}
-		// 2. Natively, through the host's effects.
-		s2, cfg2 := setup()
-		eff, err := host.NewEffects(ctx, cfg2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s2.Trace.Finish(flowrun.Run(traced{eff, &s2.Trace}, s2.Sc.Input))
-		eff.Close()
-
-		// 3. Through the Wasm plugin.
-		s3, cfg3 := setup()
-		out, err := rt.Run(ctx, cfg3, s3.Sc.Input)
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		s3.Trace.Finish(out)
-
-		for _, c := range []struct {
-			name string
-			got  string
-		}{{"native scripted", s1.Trace.String()}, {"native host effects", s2.Trace.String()}, {"wasm", s3.Trace.String()}} {
-			if c.got != want {
-				t.Errorf("%s trace differs from the golden transcript:\n--- got\n%s--- want\n%s", c.name, c.got, want)
-			}
-		}
+			return out
+		})
 	})
 }
 
-// traced records calls made natively on the host's effects, in the same
+// traced records calls made natively on the host's functions, in the same
 // form the Wasm boundary's trace hook gives.
 type traced struct {
-	e *host.Effects
+	e *host.Functions
 	t *flowruntest.Trace
 }
 

@@ -136,3 +136,41 @@ func TestRun_Help(t *testing.T) {
 		t.Errorf("--help = %d, %q", code, stdout)
 	}
 }
+
+// A file the CLI cannot write is said, not ignored; the run's own outcome
+// stands.
+func TestRun_UnwritableOutputFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "missing-dir", "out.json")
+	code, stdout, stderr := runCLI(t, []string{"--deployment", "a/b/c", "--extension-output", out}, map[string]string{"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+	if code != 20 {
+		t.Fatalf("exit = %d, want 20 (the bad deployment)\nstderr: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "warning: cannot write the extension output to "+out) {
+		t.Errorf("stderr does not report the unwritable file:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, `"exit_code": 20`) {
+		t.Errorf("stdout lacks the document:\n%s", stdout)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "cp.json")
+	for _, data := range []string{`{"v":1}`, `{"v":2}`} {
+		if err := writeFileAtomic(p, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != data {
+			t.Errorf("file = %s, want %s", b, data)
+		}
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "no", "such", "dir"), []byte("x")); err == nil {
+		t.Error("writing into a missing directory reported no error")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".ue-prefect-*")); len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
