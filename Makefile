@@ -16,7 +16,7 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e fuzz fuzz-short bench lint demo venv clean uac
+.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e test.pyextism fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -60,7 +60,7 @@ test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a re
 	@mkdir -p bin && rm -f bin/test-report.txt
 	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 12m -p 1 ./tests/...
 	@cat bin/test-report.txt
-	$(MAKE) --no-print-directory test.wasm fuzz-short
+	$(MAKE) --no-print-directory test.pyextism test.wasm fuzz-short
 
 test.unit: ## tests that need no Prefect server
 	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
@@ -69,6 +69,9 @@ test.wasm: ## run the pure packages' tests compiled to wasip1, under wazero
 	@test -x "$$($(GO) env GOPATH)/bin/wazero" || $(GO) install $(WAZERO_CLI)
 	PATH="$$($(GO) env GOROOT)/lib/wasm:$$($(GO) env GOPATH)/bin:$$PATH" GOWASIRUNTIME=wazero \
 	  GOOS=wasip1 GOARCH=wasm $(GO) test -count=1 ./abi/... ./plugin/flowrun/...
+
+test.pyextism: venv ## host/plugin.wasm over every golden scenario under the Python Extism SDK
+	$(VENV)/bin/python tests/pyextism/run_goldens.py
 
 test.e2e: venv ## end-to-end tests only, against a real Prefect server
 	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80

@@ -1,9 +1,11 @@
 // Package flowruntest runs state-machine scenarios deterministically: a
 // scripted Prefect (HTTP exchanges in order), a virtual clock advanced only
 // by sleeps, and a trace of every host-function call in one canonical text
-// form. The same scenario and trace format serve the native tests of
-// package flowrun and the Wasm differential tests in tests/, so a trace
-// that differs between the two is a bug in the boundary.
+// form. [Each] runs every scenario on a host and compares its trace with
+// the golden the native machine wrote: package flowrun's own test, the
+// differential and stock-Extism tests in tests/ and any other Go host use
+// it, and tests/pyextism reads the same files from Python. A trace that
+// differs from the golden is a bug in that host or in the boundary.
 //
 // # Scenario format
 //
