@@ -109,15 +109,20 @@ const (
 
 	// FuncSleep blocks for the requested duration and reports the time
 	// afterwards. It returns early, with [SleepResponse.Interrupt] set, when
-	// the host is asked to stop (SIGTERM, context cancellation).
+	// the host is asked to stop (SIGTERM, context cancellation), and, with
+	// [SleepResponse.Woken] set, when the request names a flow run in
+	// [SleepRequest.WakeOn] and the host hears an event for it on Prefect's
+	// events websocket (including one that arrived since the previous
+	// sleep returned).
 	//
 	// # Parameters
 	//
-	// A [SleepRequest]: {"duration_ms":60000}
+	// A [SleepRequest]: {"duration_ms":60000} or
+	// {"duration_ms":60000,"wake_on":{"flow_run_id":"0b6…","events_path":"/events/out"}}
 	//
 	// # Results
 	//
-	// A [SleepResponse]: {"now_ms":61012}
+	// A [SleepResponse]: {"now_ms":61012} or {"now_ms":3250,"woken":true}
 	FuncSleep = "sleep"
 
 	// FuncCredential reports which credential the host will attach to API

@@ -71,7 +71,9 @@
 // other version ("abi: version mismatch: host 1, plugin 2"), and it refuses
 // a module that lacks an export of [Exports] or imports a function it does
 // not supply. Optional JSON fields may be added without a version change;
-// both sides ignore fields they do not know.
+// both sides ignore fields they do not know. [SleepRequest.WakeOn] and
+// [SleepResponse.Woken] were added so: an older host ignores WakeOn and
+// sleeps the whole duration, and an older plugin never asks to be woken.
 //
 // # Exit codes
 //

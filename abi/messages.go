@@ -98,12 +98,37 @@ type HTTPResponse struct {
 // SleepRequest is the argument of [FuncSleep].
 type SleepRequest struct {
 	DurationMS int64 `json:"duration_ms"`
+	// WakeOn, when set, lets the host end the sleep early as soon as Prefect
+	// reports an event for this flow run (a state change, most often). It is
+	// optional both ways, so it needed no [Version] change: a host that does
+	// not know it sleeps the whole duration, as before, and a plugin that
+	// does not send it is never woken.
+	WakeOn *WakeOn `json:"wake_on,omitempty"`
+}
+
+// WakeOn names the flow run whose events may end a sleep, and where they
+// are heard.
+type WakeOn struct {
+	// FlowRunID is the flow run's id; the host follows the Prefect
+	// resource prefect.flow-run.<FlowRunID>.
+	FlowRunID string `json:"flow_run_id"`
+	// EventsPath is the events websocket of the run's workspace, relative
+	// to the API base like [HTTPRequest.Path]: "/events/out" on a server,
+	// "/accounts/{account_id}/workspaces/{workspace_id}/events/out" on
+	// Prefect Cloud. The host opens wss:// (or ws://) on it.
+	EventsPath string `json:"events_path"`
 }
 
 // SleepResponse is the result of [FuncSleep].
 type SleepResponse struct {
 	NowMS     int64      `json:"now_ms"`
 	Interrupt *Interrupt `json:"interrupt,omitempty"`
+	// Woken is set when an event for [SleepRequest.WakeOn]'s flow run
+	// ended the sleep before its duration. An event is a hint, never an
+	// outcome: the plugin confirms the run's state with a read. A host
+	// that has no event stream, or lost it, never sets it (the sleep then
+	// lasts its duration: polling is the floor).
+	Woken bool `json:"woken,omitempty"`
 }
 
 // Interrupt tells the plugin that the host was asked to stop. Once it has

@@ -112,7 +112,7 @@ func (m *Machine) resume(in abi.RunInput) {
 	m.s.Offset = m.s.Now - in.NowMS
 	m.s.Pending = pending{}
 	m.s.Cancel = cancelState{}
-	m.s.Poll.InOutage = false
+	m.s.Poll.InOutage, m.s.Poll.EventRead = false, false
 	if in.Seed != 0 {
 		m.s.RNG ^= in.Seed
 	}

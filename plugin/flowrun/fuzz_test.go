@@ -301,7 +301,16 @@ func (c *fuzzCorpus) encode(sc *flowruntest.Scenario) ([]byte, error) {
 				}
 			}
 			intr = r.Interrupt
-			data = append(data, a)
+			if r.Woken {
+				// Woken by an event: how long the sleep lasted, in two bytes.
+				waited := r.NowMS - s.NowMSBefore()
+				if waited < 0 || waited > 0xffff {
+					return nil, fmt.Errorf("a woken sleep of %d ms does not fit the encoding", waited)
+				}
+				data = append(data, a|2, byte(waited>>8), byte(waited))
+			} else {
+				data = append(data, a)
+			}
 			ev = abi.Event{Kind: abi.EventWoke, Woke: &r}
 		case abi.CommandHTTP:
 			r := s.HTTP(*last.HTTP)
@@ -389,13 +398,22 @@ func (e *fuzzEvents) answer(cmd abi.Command, exhausted bool) abi.Event {
 	case abi.CommandSleep:
 		d := cmd.Sleep.DurationMS
 		a, ok := e.next()
-		if ok && a&1 != 0 {
+		woken := false
+		switch {
+		case ok && a&1 != 0:
 			e.interrupt(a&2 != 0)
 			e.advance(d * int64(a>>2) / 64)
-		} else {
+		case ok && a&2 != 0:
+			// An event ends the sleep early (whether or not it asked to be
+			// woken: the machine must cope either way).
+			hi, _ := e.next()
+			lo, _ := e.next()
+			e.advance(min(d, int64(hi)<<8|int64(lo)))
+			woken = true
+		default:
 			e.advance(d)
 		}
-		return abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: e.now, Interrupt: e.intr}}
+		return abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: e.now, Interrupt: e.intr, Woken: woken}}
 	default:
 		r := &abi.HTTPResponse{}
 		a, ok := e.next()

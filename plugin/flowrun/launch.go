@@ -91,5 +91,5 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 		m.finishByState()
 		return
 	}
-	m.sleep(opSleepPoll, m.s.Cfg.PollInterval)
+	m.sleepPoll()
 }

@@ -64,7 +64,7 @@ var handlers = map[op]handler{
 	opFlows:             {http: (*Machine).onFlows},
 	opCreate:            {http: (*Machine).onCreate},
 	opRead:              {http: (*Machine).onRead},
-	opSleepPoll:         {woke: (*Machine).sendRead},
+	opSleepPoll:         {woke: (*Machine).wokePoll},
 	opLogs:              {http: (*Machine).onLogs, failed: (*Machine).onLogsFailed},
 	opSleepLogs:         {woke: (*Machine).sendLogs},
 	opCancel:            {http: (*Machine).onCancel},
@@ -134,6 +134,7 @@ func (m *Machine) Step(ev abi.Event) []abi.Command {
 	case ev.Kind == abi.EventWoke && ev.Woke != nil && h.woke != nil:
 		m.observe(ev.Woke.NowMS)
 		m.noteInterrupt(ev.Woke.Interrupt)
+		m.noteWoken(ev.Woke)
 		h.woke(m)
 	case ev.Kind == abi.EventCredential && ev.Credential != nil && h.credential != nil:
 		h.credential(m, ev.Credential)

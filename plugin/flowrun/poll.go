@@ -24,11 +24,17 @@ type flowRun struct {
 
 // pollState is the polling's own.
 type pollState struct {
-	RunJSON    RawObject `json:"flow_run_json,omitempty"` // the last FlowRunResponse, for the result
-	CreatedAt  *int64    `json:"created_at_ms,omitempty"` // when the run was created or first read
-	Polls      int64     `json:"polls,omitempty"`
-	InOutage   bool      `json:"in_outage,omitempty"`
-	OutageFrom int64     `json:"outage_from_ms,omitempty"`
+	RunJSON   RawObject `json:"flow_run_json,omitempty"` // the last FlowRunResponse, for the result
+	CreatedAt *int64    `json:"created_at_ms,omitempty"` // when the run was created or first read
+	Polls     int64     `json:"polls,omitempty"`
+	// Due is when the next counted poll is due. EventRead marks a read
+	// that an event brought forward (abi.SleepResponse.Woken): it is not a
+	// poll, and the wait after it ends at Due, so events never use up Max
+	// Polls.
+	Due        int64 `json:"due_ms,omitempty"`
+	EventRead  bool  `json:"event_read,omitempty"`
+	InOutage   bool  `json:"in_outage,omitempty"`
+	OutageFrom int64 `json:"outage_from_ms,omitempty"`
 }
 
 // attach follows the flow run the user named instead of launching one.
@@ -65,7 +71,9 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 	if !m.readRun(r) {
 		return
 	}
-	m.s.Poll.Polls++
+	if !m.s.Poll.EventRead {
+		m.s.Poll.Polls++
+	}
 	if m.s.Cfg.StreamLogs && m.s.Cfg.Wait {
 		m.s.Logs.Pages = 0
 		m.sendLogs()
@@ -123,8 +131,35 @@ func (m *Machine) afterPoll() {
 		m.logf(abi.LevelWarn, "Reached the maximum of %d polls; flow run %s is left %s", m.s.Cfg.MaxPolls, m.runLabel(), m.s.Run.StateType)
 		m.finishWith(abi.ExitPollingTimeout, &abi.Error{Code: abi.CodePollingTimeout, Message: "maximum polling timeout reached."}, m.runResult())
 	default:
-		m.sleep(opSleepPoll, m.s.Cfg.PollInterval)
+		m.sleepPoll()
 	}
+}
+
+// sleepPoll waits for the next poll, one interval after the last counted
+// one; an event for the flow run may end the wait early.
+func (m *Machine) sleepPoll() {
+	p := &m.s.Poll
+	if !p.EventRead || p.Due <= m.s.Now {
+		p.Due = m.s.Now + m.s.Cfg.PollInterval
+	}
+	p.EventRead = false
+	m.sleepWake(opSleepPoll, p.Due-m.s.Now, &abi.WakeOn{FlowRunID: m.s.Run.ID, EventsPath: m.prefix() + "/events/out"})
+}
+
+// noteWoken notes whether an event ended a poll wait before it was due.
+func (m *Machine) noteWoken(w *abi.SleepResponse) {
+	if m.s.Pending.Op == opSleepPoll {
+		m.s.Poll.EventRead = w.Woken && m.s.Now < m.s.Poll.Due
+	}
+}
+
+// wokePoll reads the flow run when its poll wait ends. After an event the
+// read confirms what happened: an event alone concludes nothing.
+func (m *Machine) wokePoll() {
+	if m.s.Poll.EventRead {
+		m.logf(abi.LevelDebug, "An event for flow run %s ended the wait early; reading its state", m.runLabel())
+	}
+	m.sendRead()
 }
 
 // outageRetry decides whether a failed poll may be tried again, and

@@ -238,7 +238,7 @@ def parse_exchange(method, rest):
 
 
 def parse_scenario(text):
-    sc = {"input": None, "credential": {"scheme": "none"}, "exchanges": [], "sleep_interrupt": 0, "interrupt": None}
+    sc = {"input": None, "credential": {"scheme": "none"}, "exchanges": [], "sleep_interrupt": 0, "interrupt": None, "sleep_wake": {}}
     for n, line in enumerate(text.split("\n"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -257,6 +257,11 @@ def parse_scenario(text):
                     raise ValueError("interrupt-on-sleep N REASON CODE")
                 sc["sleep_interrupt"] = int(f[0])
                 sc["interrupt"] = parse_interrupt(f[1:])
+            elif word == "wake-on-sleep":
+                f = rest.split()
+                if len(f) != 2 or int(f[0]) < 1 or int(f[1]) < 0:
+                    raise ValueError("wake-on-sleep N MS")
+                sc["sleep_wake"][int(f[0])] = int(f[1])
             elif word in ("GET", "POST"):
                 ex = parse_exchange(word, rest)
                 ex["line"] = n
@@ -317,15 +322,35 @@ class Script:
     def sleep(self, raw):
         req = json.loads(raw)
         d = req.get("duration_ms", 0)
+        wake = req.get("wake_on")
+        shown = {"duration_ms": d}
+        if wake is not None:
+            shown["wake_on"] = {"flow_run_id": wake.get("flow_run_id", ""), "events_path": wake.get("events_path", "")}
         self.sleeps += 1
+        woken = False
         if self.sc["sleep_interrupt"] == self.sleeps:
             self.intr = self.sc["interrupt"]
+        elif self.sleeps in self.sc["sleep_wake"]:
+            # As flowruntest.Script.SleepWoken: an event ends the sleep early,
+            # if it asked for that and lasts longer.
+            ms = self.sc["sleep_wake"][self.sleeps]
+            if not wake or not wake.get("flow_run_id") or not wake.get("events_path"):
+                self.fail("sleep %d is woken by an event in the scenario, but it does not ask for wake_on" % self.sleeps)
+                self.now_ms += d
+            elif ms >= d:
+                self.fail("sleep %d is woken after %d ms in the scenario, but it lasts only %d ms" % (self.sleeps, ms, d))
+                self.now_ms += d
+            else:
+                self.now_ms += ms
+                woken = True
         else:
             self.now_ms += d
         a = {"now_ms": self.now_ms}
         if self.intr:
             a["interrupt"] = self.intr
-        self.lines.append("==> sleep " + go_json({"duration_ms": d}))
+        if woken:
+            a["woken"] = True
+        self.lines.append("==> sleep " + go_json(shown))
         self.lines.append("<== " + go_json(a))
         return go_json(a)
 

@@ -15,6 +15,9 @@
 //	input {RunInput JSON}                 the run's input (required, first)
 //	credential {CredentialResponse JSON}  the answer to get_credential
 //	interrupt-on-sleep N REASON CODE      the Nth sleep returns at once, interrupted
+//	wake-on-sleep N MS                    an event for the flow run ends the Nth sleep
+//	                                      after MS ms (woken); the sleep must ask for
+//	                                      it (wake_on) and last longer than MS
 //	METHOD PATH -> STATUS [BODY]          the next request must match; answer it
 //	METHOD PATH -> STATUS retry-after=MS [BODY]
 //	METHOD PATH -> error KIND MESSAGE     answer with a transport error
@@ -62,6 +65,9 @@ type Scenario struct {
 	// SleepInterrupt, if > 0, is the sleep (1-based) that is interrupted.
 	SleepInterrupt int
 	Interrupt      *abi.Interrupt
+	// SleepWake maps a sleep (1-based) that an event ends early to the
+	// milliseconds it lasts.
+	SleepWake map[int]int64
 }
 
 // Parse reads a scenario.
@@ -94,6 +100,20 @@ func Parse(text string) (*Scenario, error) {
 			sc.SleepInterrupt, _ = strconv.Atoi(f[0])
 			code, _ := strconv.Atoi(f[2])
 			sc.Interrupt = &abi.Interrupt{Reason: f[1], ExitCode: code}
+		case "wake-on-sleep":
+			f := strings.Fields(rest)
+			if len(f) != 2 {
+				return nil, fmt.Errorf("line %d: wake-on-sleep N MS", n)
+			}
+			k, err1 := strconv.Atoi(f[0])
+			ms, err2 := strconv.ParseInt(f[1], 10, 64)
+			if err1 != nil || err2 != nil || k < 1 || ms < 0 {
+				return nil, fmt.Errorf("line %d: wake-on-sleep N MS", n)
+			}
+			if sc.SleepWake == nil {
+				sc.SleepWake = map[int]int64{}
+			}
+			sc.SleepWake[k] = ms
 		case "GET", "POST":
 			ex, err := parseExchange(word, rest)
 			if err != nil {

@@ -14,6 +14,7 @@ type Script struct {
 	Sc     *Scenario
 	Trace  Trace
 	NowMS  int64
+	before int64 // NowMS when the last sleep began
 	next   int
 	sleeps int
 	intr   *abi.Interrupt
@@ -48,6 +49,29 @@ func (s *Script) SleepInterrupted() bool {
 	return s.Sc.SleepInterrupt == s.sleeps
 }
 
+// SleepWoken reports, for the sleep just counted by SleepInterrupted,
+// whether an event ends it early and after how many milliseconds. A sleep
+// the scenario wakes must ask for it and last longer; else the trace
+// records the disagreement and the sleep is not woken.
+func (s *Script) SleepWoken(r abi.SleepRequest) (int64, bool) {
+	ms, ok := s.Sc.SleepWake[s.sleeps]
+	if !ok {
+		return 0, false
+	}
+	if r.WakeOn == nil || r.WakeOn.FlowRunID == "" || r.WakeOn.EventsPath == "" {
+		s.Trace.Failf("sleep %d is woken by an event in the scenario, but it does not ask for wake_on", s.sleeps)
+		return 0, false
+	}
+	if ms >= r.DurationMS {
+		s.Trace.Failf("sleep %d is woken after %d ms in the scenario, but it lasts only %d ms", s.sleeps, ms, r.DurationMS)
+		return 0, false
+	}
+	return ms, true
+}
+
+// NowMSBefore returns the virtual time at which the last sleep began.
+func (s *Script) NowMSBefore() int64 { return s.before }
+
 // HTTP answers from the scenario.
 func (s *Script) HTTP(r abi.HTTPRequest) abi.HTTPResponse {
 	ex, _ := s.Next(r.Method, r.Path)
@@ -63,12 +87,17 @@ func (s *Script) HTTP(r abi.HTTPRequest) abi.HTTPResponse {
 
 // Sleep advances the virtual clock, unless this sleep is interrupted.
 func (s *Script) Sleep(r abi.SleepRequest) abi.SleepResponse {
+	woken := false
+	s.before = s.NowMS
 	if s.SleepInterrupted() {
 		s.intr = s.Sc.Interrupt
+	} else if ms, ok := s.SleepWoken(r); ok {
+		s.NowMS += ms
+		woken = true
 	} else {
 		s.NowMS += r.DurationMS
 	}
-	resp := abi.SleepResponse{NowMS: s.NowMS, Interrupt: s.intr}
+	resp := abi.SleepResponse{NowMS: s.NowMS, Interrupt: s.intr, Woken: woken}
 	s.record(abi.FuncSleep, r, resp)
 	return resp
 }
