@@ -4,6 +4,7 @@ module github.com/ue-prefect/ue-prefect
 go 1.25.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/extism/go-pdk v1.1.3
 	github.com/extism/go-sdk v1.7.1
 	github.com/tetratelabs/wazero v1.12.0

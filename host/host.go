@@ -398,6 +398,10 @@ type RunConfig struct {
 	Log func(abi.LogRecord)
 	// Progress receives output fields and checkpoints.
 	Progress func(abi.Progress)
+	// Events, if set, lets an event for the flow run end a poll wait early
+	// (abi.WakeOn); the plugin then reads the run. Without it, or while its
+	// stream is down, waits last their interval. See NewEventHub.
+	Events EventSource
 	// Trace, if set, sees every host function call with its JSON request
 	// and response, for boundary-trace tests.
 	Trace func(fn string, req, resp []byte)

@@ -75,6 +75,9 @@ type callState struct {
 	graceStop context.CancelFunc
 	stopOnce  sync.Once
 	done      chan struct{}
+	// wakers are the flow runs whose events end sleeps (abi.WakeOn).
+	wmu    sync.Mutex
+	wakers map[string]*waker
 	// told is set once a response has carried the interrupt to the plugin.
 	// Until then a blocking call returns at once with the interrupt; after,
 	// calls are served within the grace period (the plugin may cancel).
@@ -151,6 +154,7 @@ func (cs *callState) stop() {
 	cs.stopOnce.Do(func() {
 		close(cs.done)
 		cs.graceStop()
+		cs.stopWakers()
 	})
 }
 
@@ -221,10 +225,12 @@ func (e *Functions) Sleep(req abi.SleepRequest) abi.SleepResponse {
 	}
 	ctx, cancel := cs.blockingCtx()
 	defer cancel()
-	_ = cs.clock.Sleep(ctx, time.Duration(req.DurationMS)*time.Millisecond)
+	woken := cs.sleep(ctx, time.Duration(req.DurationMS)*time.Millisecond, cs.wakerFor(req.WakeOn))
 	resp := abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: cs.intr.get()}
 	if resp.Interrupt != nil {
 		cs.told.Store(true)
+	} else {
+		resp.Woken = woken
 	}
 	return resp
 }

@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/hosttest"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
@@ -63,11 +65,13 @@ func (t scenarioTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // interruptingClock is a virtual clock whose Nth sleep delivers the
-// scenario's interrupt instead of passing time.
+// scenario's interrupt instead of passing time, and whose woken sleeps
+// pass the scenario's time and then deliver an event for the flow run.
 type interruptingClock struct {
 	*hosttest.VirtualClock
 	s    *flowruntest.Script
 	intr *host.Interrupter
+	ev   *scriptEvents
 }
 
 func (c interruptingClock) Sleep(ctx context.Context, d time.Duration) error {
@@ -75,7 +79,47 @@ func (c interruptingClock) Sleep(ctx context.Context, d time.Duration) error {
 		c.intr.Interrupt(c.s.Sc.Interrupt.Reason, c.s.Sc.Interrupt.ExitCode)
 		return nil
 	}
+	if ms, ok := c.s.Sc.SleepWake[c.s.Sleeps()]; ok && time.Duration(ms)*time.Millisecond < d {
+		c.Advance(time.Duration(ms) * time.Millisecond)
+		c.ev.fire()
+		if err := ctx.Err(); err != nil {
+			return err // the event ended the sleep
+		}
+		d -= time.Duration(ms) * time.Millisecond
+	}
 	return c.VirtualClock.Sleep(ctx, d)
+}
+
+// scriptEvents is the event source of a scenario: the clock fires an event
+// on every subscribed flow run when the scenario wakes a sleep.
+type scriptEvents struct {
+	mu   sync.Mutex
+	subs map[int]func(events.Event)
+	n    int
+}
+
+func (e *scriptEvents) Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.subs == nil {
+		e.subs = map[int]func(events.Event){}
+	}
+	e.n++
+	k := e.n
+	e.subs[k] = fn
+	return func() { e.mu.Lock(); delete(e.subs, k); e.mu.Unlock() }, nil
+}
+
+func (e *scriptEvents) fire() {
+	e.mu.Lock()
+	fns := make([]func(events.Event), 0, len(e.subs))
+	for _, fn := range e.subs {
+		fns = append(fns, fn)
+	}
+	e.mu.Unlock()
+	for _, fn := range fns {
+		fn(events.Event{Name: "prefect.flow-run.Running"})
+	}
 }
 
 func credentialFor(t *testing.T, c abi.CredentialResponse) host.Credential {
@@ -104,12 +148,14 @@ func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ev := &scriptEvents{}
 	return host.RunConfig{
 		Target:      s.Sc.Input.Target,
 		APIBase:     base,
 		Credential:  credentialFor(t, s.Sc.Credential),
 		Transport:   scenarioTransport{s: s, intr: intr},
-		Clock:       interruptingClock{VirtualClock: hosttest.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr},
+		Clock:       interruptingClock{VirtualClock: hosttest.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr, ev: ev},
+		Events:      ev,
 		Interrupter: intr,
 		Trace:       func(fn string, req, resp []byte) { s.Trace.Call(fn, req, resp) },
 	}

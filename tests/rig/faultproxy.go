@@ -180,6 +180,16 @@ type FaultProxy struct {
 	closed   bool
 	downTill time.Time
 	gen      int
+	tunnels  map[*tunnel]bool
+	tunneled int
+}
+
+// tunnel is one websocket relayed byte for byte.
+type tunnel struct {
+	client, upstream net.Conn
+	mu               sync.Mutex
+	frozen           bool
+	thaw             chan struct{}
 }
 
 // NewFaultProxy starts a proxy in front of upstreamURL (e.g.
@@ -319,16 +329,28 @@ func (p *FaultProxy) Close() {
 	p.mu.Unlock()
 	p.srv.Close()
 	p.transport.CloseIdleConnections()
+	p.ThawWebsockets()
+	p.CutWebsockets()
+}
+
+// matchUpgrade is match for a websocket upgrade: only rules that name a
+// path apply, so rules meant for API requests are not used up by sockets.
+func (p *FaultProxy) matchUpgrade(method, path string) (Fault, bool) {
+	return p.matchRule(method, path, true)
 }
 
 func (p *FaultProxy) match(method, path string) (Fault, bool) {
+	return p.matchRule(method, path, false)
+}
+
+func (p *FaultProxy) matchRule(method, path string, needPath bool) (Fault, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, r := range p.rules {
 		if r.Method != "" && !strings.EqualFold(r.Method, method) {
 			continue
 		}
-		if r.Path != nil && !r.Path.MatchString(path) {
+		if r.Path != nil && !r.Path.MatchString(path) || needPath && r.Path == nil {
 			continue
 		}
 		if r.left > 0 {
@@ -353,6 +375,14 @@ func clip(b []byte) []byte {
 
 // ServeHTTP implements http.Handler.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if f, ok := p.matchUpgrade(r.Method, r.URL.Path); ok {
+			p.serveFault(w, r, f)
+			return
+		}
+		p.tunnelWebsocket(w, r)
+		return
+	}
 	start := time.Now()
 	reqBody, err := io.ReadAll(r.Body)
 	ex := Exchange{Time: start, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestBody: clip(reqBody)}
@@ -520,4 +550,157 @@ func hijackClose(w http.ResponseWriter, rst bool, ex *Exchange) {
 		_ = tc.SetLinger(0)
 	}
 	conn.Close()
+}
+
+// serveFault answers a websocket upgrade with a programmed fault (Status,
+// Drop, Reset; other kinds answer 502) and records it.
+func (p *FaultProxy) serveFault(w http.ResponseWriter, r *http.Request, f Fault) {
+	ex := Exchange{Time: time.Now(), Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Fault: f.String()}
+	switch f.kind {
+	case kindReset, kindDrop:
+		hijackClose(w, f.kind == kindReset, &ex)
+	case kindStatus, kindBody:
+		for k, vs := range f.header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(f.status)
+		w.Write(f.body)
+		ex.Status = f.status
+	default:
+		w.WriteHeader(http.StatusBadGateway)
+		ex.Status = http.StatusBadGateway
+	}
+	p.mu.Lock()
+	p.log = append(p.log, ex)
+	p.mu.Unlock()
+}
+
+// tunnelWebsocket relays a websocket upgrade to the upstream byte for byte
+// (the handshake included), until either side closes, CutWebsockets, or
+// Close. FreezeWebsockets holds the bytes, as a proxy that has silently
+// lost the connection would.
+func (p *FaultProxy) tunnelWebsocket(w http.ResponseWriter, r *http.Request) {
+	ex := Exchange{Time: time.Now(), Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Fault: "websocket"}
+	defer func() {
+		p.mu.Lock()
+		p.log = append(p.log, ex)
+		p.mu.Unlock()
+	}()
+	up, err := net.DialTimeout("tcp", p.upstream.Host, 10*time.Second)
+	if err != nil {
+		ex.Err = "upstream: " + err.Error()
+		w.WriteHeader(http.StatusBadGateway)
+		ex.Status = http.StatusBadGateway
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		up.Close()
+		ex.Err = "response writer cannot hijack"
+		return
+	}
+	client, buf, err := hj.Hijack()
+	if err != nil {
+		up.Close()
+		ex.Err = "hijack: " + err.Error()
+		return
+	}
+	if err := r.Write(up); err != nil { // the upgrade request, headers intact
+		client.Close()
+		up.Close()
+		ex.Err = "upstream write: " + err.Error()
+		return
+	}
+	ex.Forwarded, ex.Status = true, http.StatusSwitchingProtocols
+	t := &tunnel{client: client, upstream: up, thaw: make(chan struct{})}
+	p.mu.Lock()
+	if p.tunnels == nil {
+		p.tunnels = map[*tunnel]bool{}
+	}
+	p.tunnels[t] = true
+	p.tunneled++
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	relay := func(dst net.Conn, src io.Reader) {
+		defer func() { done <- struct{}{} }()
+		b := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(b)
+			if n > 0 {
+				t.wait()
+				if _, werr := dst.Write(b[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go relay(up, buf)
+	go relay(client, up)
+	<-done
+	client.Close()
+	up.Close()
+	<-done
+	p.mu.Lock()
+	delete(p.tunnels, t)
+	p.mu.Unlock()
+}
+
+// wait blocks while the tunnel is frozen.
+func (t *tunnel) wait() {
+	t.mu.Lock()
+	frozen, thaw := t.frozen, t.thaw
+	t.mu.Unlock()
+	if frozen {
+		<-thaw
+	}
+}
+
+// Websockets returns how many websockets are open now, and how many were
+// opened in all.
+func (p *FaultProxy) Websockets() (open, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.tunnels), p.tunneled
+}
+
+// CutWebsockets closes every relayed websocket at once (TCP close on both
+// sides), as a proxy restart or an idle timeout would.
+func (p *FaultProxy) CutWebsockets() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t := range p.tunnels {
+		t.client.Close()
+		t.upstream.Close()
+	}
+}
+
+// FreezeWebsockets stops relaying bytes on every open websocket without
+// closing it: both ends see silence, not a close. ThawWebsockets undoes it.
+func (p *FaultProxy) FreezeWebsockets() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t := range p.tunnels {
+		t.mu.Lock()
+		if !t.frozen {
+			t.frozen, t.thaw = true, make(chan struct{})
+		}
+		t.mu.Unlock()
+	}
+}
+
+// ThawWebsockets resumes relaying on frozen websockets.
+func (p *FaultProxy) ThawWebsockets() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t := range p.tunnels {
+		t.mu.Lock()
+		if t.frozen {
+			t.frozen = false
+			close(t.thaw)
+		}
+		t.mu.Unlock()
+	}
 }

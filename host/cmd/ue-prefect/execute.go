@@ -18,6 +18,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/events"
 )
 
 // OutputPrefix starts the stderr lines that carry the output fields as one
@@ -324,6 +325,18 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	}
 	if inv.command == "launch" {
 		logf("ue-prefect %s: %s target %s", version, inv.target, inv.apiBase)
+	}
+	// While waiting, Prefect's event stream ends each poll interval early
+	// when the flow run changes; polling stays the floor. The hub connects
+	// only when the plugin first waits with wake_on.
+	if inv.command == "launch" && !inv.noEvents {
+		hub := host.NewEventHub(events.Config{
+			APIBase:   inv.apiBase,
+			UserAgent: cfg.UserAgent,
+			Log:       func(msg string) { logf("warning: %s", msg) },
+		}, inv.cred)
+		defer hub.Close()
+		cfg.Events = hub
 	}
 	out, _ := rt.Run(ctx, cfg, in)
 	if out.ExitCode != abi.ExitSuccess {

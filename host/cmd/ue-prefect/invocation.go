@@ -57,7 +57,7 @@ type hostInputs struct {
 	AllowInsecureHTTP, RequestTimeout   string
 	ExtensionOutput, OutputFields       string
 	Checkpoint, CacheDir, NoCache, JSON string
-	StopOnStdinClose                    string
+	StopOnStdinClose, NoEvents          string
 }
 
 // defaultCloudAPI is Prefect Cloud's API root.
@@ -119,6 +119,8 @@ var options = []option{
 		arg: "SECONDS", help: "one HTTP exchange", def: strconv.Itoa(int(host.DefaultRequestTimeout / time.Second))},
 	{flag: "stream-logs", env: "UE_PREFECT_STREAM_LOGS", name: "stream_logs", field: func(f *abi.Fields) *string { return &f.StreamLogs }, group: groupWait,
 		help: "relay the flow run's own log lines to stderr while waiting"},
+	{flag: "no-events", env: "UE_PREFECT_NO_EVENTS", name: "no_events", host: func(h *hostInputs) *string { return &h.NoEvents }, group: groupWait,
+		help: "do not follow Prefect's event stream; by default a state change ends a --wait poll interval early"},
 
 	{flag: "include-metadata", env: "UE_PREFECT_INCLUDE_METADATA", name: "include_metadata", field: func(f *abi.Fields) *string { return &f.IncludeMetadata }, group: groupOutput,
 		arg: "BOOL|LABEL", help: "flow run metadata in the extension output", def: "true"},
@@ -174,6 +176,8 @@ type invocation struct {
 	jsonOut  bool
 	// stopOnStdinClose takes the end of stdin as SIGTERM.
 	stopOnStdinClose bool
+	// noEvents turns off Prefect's event stream while waiting.
+	noEvents bool
 }
 
 func (inv *invocation) action() string {
@@ -268,7 +272,7 @@ func parseInvocation(args, environ []string) (*invocation, error) {
 	}
 	h := &inv.in.hostInputs
 	inv.insecure, inv.noCache, inv.jsonOut = isTrue(h.AllowInsecureHTTP), isTrue(h.NoCache), isTrue(h.JSON)
-	inv.stopOnStdinClose = isTrue(h.StopOnStdinClose)
+	inv.stopOnStdinClose, inv.noEvents = isTrue(h.StopOnStdinClose), isTrue(h.NoEvents)
 	if inv.command == "version" || inv.command == "warm-cache" {
 		return inv, nil
 	}

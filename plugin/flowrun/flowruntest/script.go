@@ -69,6 +69,9 @@ func (s *Script) SleepWoken(r abi.SleepRequest) (int64, bool) {
 	return ms, true
 }
 
+// Sleeps returns how many sleeps have begun.
+func (s *Script) Sleeps() int { return s.sleeps }
+
 // NowMSBefore returns the virtual time at which the last sleep began.
 func (s *Script) NowMSBefore() int64 { return s.before }
 
