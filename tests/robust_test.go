@@ -263,7 +263,9 @@ func TestE2E_BasicAuth(t *testing.T) {
 		code int
 		want string
 	}{
-		{"auth string from env", map[string]string{"PREFECT_API_AUTH_STRING": testAuthString, "UE_PREFECT_WAIT": "true", "UE_PREFECT_POLL_INTERVAL": "1"}, 0, "Task executed successfully."},
+		// The default 60 s interval: the run is seen ending through the
+		// events socket, which authenticates with the auth string.
+		{"auth string from env", map[string]string{"PREFECT_API_AUTH_STRING": testAuthString, "UE_PREFECT_WAIT": "true"}, 0, "Task executed successfully."},
 		{"auth string from a file", map[string]string{"PREFECT_API_AUTH_STRING_FILE": file, "UE_PREFECT_DEPLOYMENT": "idle/idle"}, 0, "Task executed successfully."},
 		{"wrong password", map[string]string{"PREFECT_API_AUTH_STRING": "prefect-admin:wrong-e2e-password"}, 20, "Data Validation Error: Credentials: Prefect refused the basic credential from env PREFECT_API_AUTH_STRING (HTTP 401: Unauthorized)"},
 		{"no credential", nil, 20, "Data Validation Error: Credentials: Prefect refused the none credential"},
@@ -278,6 +280,9 @@ func TestE2E_BasicAuth(t *testing.T) {
 			wantExit(t, r, tc.code, tc.want)
 			if strings.Contains(r.stdout+r.stderr, "wrong-e2e-password") {
 				t.Errorf("the wrong password was printed")
+			}
+			if vars["UE_PREFECT_WAIT"] == "true" && (r.elapsed >= 50*time.Second || strings.Contains(r.stderr, fallbackLine)) {
+				t.Errorf("waited %s with a 60 s interval: the events socket did not end the wait\n%s", r.elapsed, r)
 			}
 		})
 	}
@@ -315,11 +320,38 @@ func TestE2E_Cloud(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyFile, []byte(testAPIKey+"\n"), 0o600)
 	t.Run("cases", func(t *testing.T) { cloudCases(t, tests, keyFile, front) })
+	// The default 60 s interval: the workspace's events socket, which
+	// authenticates with the key in its first message, ends the wait.
+	t.Run("waiting on events", func(t *testing.T) {
+		r := runUE(t, cloud("UE_PREFECT_WORKSPACE", "acme/prod", "UE_PREFECT_WAIT", "true", "UE_PREFECT_PARAMETERS", `{"parameters":{"seconds":1}}`))
+		wantExit(t, r, 0, "Task executed successfully.")
+		if r.elapsed >= 50*time.Second || strings.Contains(r.stderr, fallbackLine) {
+			t.Errorf("waited %s with a 60 s interval: the events socket did not end the wait\n%s", r.elapsed, r)
+		}
+		sockets := func() (n, authorized int) {
+			for _, req := range front.Requests() {
+				if req.Path == "/api/accounts/"+acct+"/workspaces/"+prod.WorkspaceID+"/events/out" {
+					n++
+					if req.Authorized && !req.HadAuth {
+						authorized++
+					}
+				}
+			}
+			return
+		}
+		deadline := time.Now().Add(10 * time.Second) // the front records a socket when it closes
+		for n, _ := sockets(); n == 0 && time.Now().Before(deadline); n, _ = sockets() {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n, authorized := sockets(); n == 0 || authorized != n {
+			t.Errorf("%d events sockets on the workspace, %d authenticated by message (no header), want all", n, authorized)
+		}
+	})
 	routed := 0
 	for _, req := range front.Requests() {
 		if strings.Contains(req.Path, "/workspaces/") {
 			routed++
-			if !req.HadAuth {
+			if !req.HadAuth && !(strings.HasSuffix(req.Path, "/events/out") && req.Authorized) { // a socket authenticates by message
 				t.Errorf("request without a key: %+v", req)
 			}
 		}

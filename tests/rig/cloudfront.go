@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // Workspace is one entry of Prefect Cloud's GET /api/me/workspaces.
@@ -37,7 +39,8 @@ type Request struct {
 	Path     string
 	RawQuery string
 	// HadAuth reports whether any Authorization header was sent;
-	// Authorized whether it was exactly "Bearer <key>".
+	// Authorized whether it was exactly "Bearer <key>" (for a websocket:
+	// whether its auth message carried the key).
 	HadAuth    bool
 	Authorized bool
 	// Status is the status the front answered (or the upstream's).
@@ -158,16 +161,24 @@ func (c *CloudFront) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	sw := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		rec.Status = sw.status
+		if sw.status != 0 {
+			rec.Status = sw.status
+		}
 		c.mu.Lock()
 		c.reqs = append(c.reqs, rec)
 		c.mu.Unlock()
 	}()
+	path := r.URL.Path
+	// Websockets authenticate with their first message, as on Cloud
+	// (Prefect's client sends no Authorization header on the upgrade).
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		c.serveEvents(w, r, &rec)
+		return
+	}
 	if !rec.Authorized {
 		writeJSON(sw, http.StatusUnauthorized, map[string]string{"detail": "Invalid authentication credentials"})
 		return
 	}
-	path := r.URL.Path
 	if path == "/api/me/workspaces" || path == "/api/me/workspaces/" {
 		if r.Method != http.MethodGet {
 			writeJSON(sw, http.StatusMethodNotAllowed, map[string]string{"detail": "Method Not Allowed"})
@@ -222,4 +233,91 @@ func NewUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// serveEvents plays Cloud's workspace events websocket
+// (/api/accounts/{a}/workspaces/{w}/events/out): subprotocol prefect, a
+// first message {"type":"auth","token":<the key>} (else close 1008), then
+// it relays to the upstream server's /api/events/out, authenticating there
+// with the upstream's auth string.
+func (c *CloudFront) serveEvents(w http.ResponseWriter, r *http.Request, rec *Request) {
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/api/accounts/"), "/", 4)
+	known := len(parts) == 4 && parts[1] == "workspaces" && parts[3] == "events/out"
+	if known {
+		known = false
+		for _, ws := range c.workspaces {
+			if ws.AccountID == parts[0] && ws.WorkspaceID == parts[2] {
+				known = true
+			}
+		}
+	}
+	if !known {
+		rec.Status = http.StatusNotFound
+		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})
+		return
+	}
+	rec.Status = http.StatusSwitchingProtocols
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"prefect"}})
+	if err != nil {
+		return
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4 << 20)
+	ctx := r.Context()
+	var auth struct {
+		Type  string `json:"type"`
+		Token string `json:"token"`
+	}
+	_, msg, err := conn.Read(ctx)
+	if err != nil || json.Unmarshal(msg, &auth) != nil || auth.Type != "auth" {
+		conn.Close(websocket.StatusPolicyViolation, "Expected 'auth' message")
+		return
+	}
+	ok := auth.Token == c.key
+	c.mu.Lock()
+	rec.Authorized = ok
+	c.mu.Unlock()
+	if !ok {
+		conn.Close(websocket.StatusPolicyViolation, "Invalid token")
+		return
+	}
+	up, err := url.Parse(c.upstream.URL)
+	if err != nil {
+		return
+	}
+	up.Scheme = "ws"
+	up.Path = strings.TrimSuffix(up.Path, "/") + "/events/out"
+	upc, _, err := websocket.Dial(ctx, up.String(), &websocket.DialOptions{Subprotocols: []string{"prefect"}})
+	if err != nil {
+		conn.Close(websocket.StatusInternalError, "upstream unavailable")
+		return
+	}
+	defer upc.CloseNow()
+	upc.SetReadLimit(4 << 20)
+	var token any
+	if c.upstream.AuthString != "" {
+		token = c.upstream.AuthString
+	}
+	b, _ := json.Marshal(map[string]any{"type": "auth", "token": token})
+	if upc.Write(ctx, websocket.MessageText, b) != nil {
+		return
+	}
+	// The upstream's auth_success (or its refusal) goes to the client, then
+	// everything else both ways.
+	relay := func(dst, src *websocket.Conn, done chan<- struct{}) {
+		defer func() { done <- struct{}{} }()
+		for {
+			typ, m, err := src.Read(ctx)
+			if err != nil {
+				return
+			}
+			if dst.Write(ctx, typ, m) != nil {
+				return
+			}
+		}
+	}
+	done := make(chan struct{}, 2)
+	go relay(conn, upc, done)
+	go relay(upc, conn, done)
+	<-done
 }
