@@ -1112,3 +1112,178 @@ func BenchmarkLaunchOnly(b *testing.B) {
 	launchOnce.report(b, float64(medianInt(cases[1].rss))/1024, "prefect-rss-MiB")
 	launchOnce.done = true
 }
+
+// ---------------------------------------------------------------------------
+// 5. Seeing the end: events, and the polling floor when they are refused
+
+// nEvents flow runs are watched at once, each by every case of section 5.
+const nEvents = 5
+
+var eventsOnce once
+
+// pctl is the nearest-rank percentile of ds.
+func pctl(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(float64(len(s))*p+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// BenchmarkEventsWait: nEvents runs of sleepy/sleepy (10 s) are created at
+// once; each is followed to its end by ue-prefect --flow-run-id --wait with
+// the default 60 s poll interval (events on; through a proxy that answers
+// 404 to the websocket upgrade; through a proxy that cuts the socket once
+// every run is watched and refuses it after), and by `prefect flow-run
+// watch`, directly and through the refusing proxy. Each figure is from the
+// run's terminal state's timestamp to the process's exit.
+func BenchmarkEventsWait(b *testing.B) {
+	if eventsOnce.replay(b) {
+		return
+	}
+	tl := need(b)
+	s := server(b, true)
+	load0 := loadavg()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	refuse := rig.Rule{Path: regexp.MustCompile(`/events/out$`), Fault: rig.Status(404, nil, `{"detail":"Not Found"}`)}
+	refused := rig.NewFaultProxy(s.URL)
+	defer refused.Close()
+	refused.Add(refuse)
+	cut := rig.NewFaultProxy(s.URL)
+	defer cut.Close()
+	dep, err := s.DeploymentID(ctx, "sleepy", "sleepy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ue := func(string) []string { return []string{tl.ue, "--wait"} }
+	cases := []struct {
+		name string
+		argv func(id string) []string
+		env  func() map[string]string
+		ue   bool
+		code int // the expected exit code; -1: report whatever it is
+	}{
+		{"ue-prefect --wait (60 s interval), events", func(id string) []string { return append(ue(""), "--flow-run-id", id) },
+			func() map[string]string { return map[string]string{"PREFECT_API_URL": s.URL} }, true, 0},
+		{"ue-prefect --wait (60 s interval), socket refused (404)", func(id string) []string { return append(ue(""), "--flow-run-id", id) },
+			func() map[string]string { return map[string]string{"PREFECT_API_URL": refused.URL()} }, true, 0},
+		{"ue-prefect --wait (60 s interval), socket cut mid-wait", func(id string) []string { return append(ue(""), "--flow-run-id", id) },
+			func() map[string]string { return map[string]string{"PREFECT_API_URL": cut.URL()} }, true, 0},
+		{"prefect flow-run watch", func(id string) []string { return []string{tl.prefect, "flow-run", "watch", id} },
+			func() map[string]string { return map[string]string{"PREFECT_API_URL": s.URL, "PREFECT_HOME": tl.prefHome} }, false, 0},
+		{"prefect flow-run watch --timeout 150, socket refused (404)", func(id string) []string {
+			return []string{tl.prefect, "flow-run", "watch", id, "--timeout", "150"}
+		}, func() map[string]string { return map[string]string{"PREFECT_API_URL": refused.URL(), "PREFECT_HOME": tl.prefHome} }, false, -1},
+	}
+	type watch struct {
+		run string
+		c   int
+		p   *started
+	}
+	var ws []watch
+	var runs []string
+	for i := 0; i < nEvents; i++ {
+		_, run, err := s.CreateFlowRun(ctx, dep, map[string]any{"parameters": map[string]any{"seconds": 10}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id, _ := run["id"].(string)
+		runs = append(runs, id)
+		for ci, c := range cases {
+			env := c.env()
+			if c.ue {
+				env["UE_PREFECT_CACHE_DIR"] = tl.warmDir
+			}
+			p, err := start(c.argv(id), cleanEnv(env))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.kill()
+			ws = append(ws, watch{id, ci, p})
+		}
+	}
+	// Cut every socket once all runs are watched, and refuse the reconnections.
+	deadline := time.Now().Add(2 * time.Minute)
+	for open, _ := cut.Websockets(); open < nEvents; open, _ = cut.Websockets() {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d websockets opened through the cutting proxy", open, nEvents)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cut.Add(refuse)
+	cut.CutWebsockets()
+	for _, w := range ws {
+		select {
+		case <-w.p.done:
+		case <-ctx.Done():
+			b.Fatalf("%s on %s did not end (hang)\n%s", cases[w.c].name, w.run, w.p.output())
+		}
+	}
+	ends := map[string]time.Time{}
+	for _, id := range runs {
+		run, err := s.ReadFlowRun(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, _ := run["state"].(map[string]any)
+		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(st["timestamp"]))
+		if err != nil || rig.StateType(run) != "COMPLETED" {
+			b.Fatalf("flow run %s: state %v at %v (%v)", id, rig.StateType(run), st["timestamp"], err)
+		}
+		ends[id] = at
+	}
+	lat := make([][]time.Duration, len(cases))
+	codes := make([]map[int]int, len(cases))
+	notes := make([]string, len(cases))
+	for _, w := range ws {
+		c := cases[w.c]
+		code := w.p.cmd.ProcessState.ExitCode()
+		if codes[w.c] == nil {
+			codes[w.c] = map[int]int{}
+		}
+		codes[w.c][code]++
+		if c.code >= 0 && code != c.code {
+			b.Fatalf("%s on %s: exit %d, want %d\n%s", c.name, w.run, code, c.code, w.p.output())
+		}
+		if c.ue {
+			if err := ueDoc("COMPLETED")(w.p); err != nil {
+				b.Fatalf("%s on %s: %v\n%s", c.name, w.run, err, w.p.output())
+			}
+			if fell := strings.Contains(w.p.stderr.String(), "event stream is unavailable"); fell != (w.c != 0) {
+				b.Fatalf("%s on %s: fallback said = %v\n%s", c.name, w.run, fell, w.p.output())
+			}
+		}
+		lat[w.c] = append(lat[w.c], w.p.t0.Add(w.p.wall).Sub(ends[w.run]))
+		if code != 0 && notes[w.c] == "" {
+			out := strings.TrimSpace(w.p.stdout.String() + "\n" + w.p.stderr.String())
+			lines := strings.Split(out, "\n")
+			notes[w.c] = fmt.Sprintf("exit %d: %q", code, strings.TrimSpace(lines[len(lines)-1]))
+		}
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "== 5. From the terminal state's timestamp to exit: %d sleepy runs (10 s) watched at once by each case ==\n", nEvents)
+	fmt.Fprintf(&sb, "%-62s %3s %10s %10s %10s  %s\n", "case", "N", "p50", "p95", "max", "exit codes")
+	for i, c := range cases {
+		var cs []string
+		for code, n := range codes[i] {
+			cs = append(cs, fmt.Sprintf("%d×%d", n, code))
+		}
+		slices.Sort(cs)
+		fmt.Fprintf(&sb, "%-62s %3d %9.0fms %9.0fms %9.0fms  %s\n", c.name, len(lat[i]), ms(pctl(lat[i], 0.5)), ms(pctl(lat[i], 0.95)), ms(pctl(lat[i], 1)), strings.Join(cs, " "))
+	}
+	sb.WriteString("   (p95 is nearest-rank over the N runs; the polling floor is one 60 s interval; negative: exited before the run ended)\n")
+	for i, n := range notes {
+		if n != "" {
+			fmt.Fprintf(&sb, "   %s: %s\n", cases[i].name, n)
+		}
+	}
+	sb.WriteString(loadLine(load0))
+	publish(b, sb.String())
+	eventsOnce.report(b, ms(pctl(lat[0], 0.5)), "ue-events-p50-ms")
+	eventsOnce.report(b, ms(pctl(lat[0], 0.95)), "ue-events-p95-ms")
+	eventsOnce.report(b, ms(pctl(lat[3], 0.5)), "prefect-watch-p50-ms")
+	eventsOnce.done = true
+}
