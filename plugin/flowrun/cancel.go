@@ -70,7 +70,13 @@ func (m *Machine) onInterruptedRequest(o op) {
 // onInterrupt decides what stopping means now: cancel the flow run first
 // if asked to, else end at once.
 func (m *Machine) onInterrupt() {
-	if m.s.Run.ID != "" && m.s.Cfg.Wait && m.s.Cfg.CancelOnInterrupt && !IsTerminal(m.s.Run.StateType) {
+	if m.s.Run.ID != "" && m.s.Cfg.Wait && IsTerminal(m.s.Run.StateType) {
+		// The end was already seen (an interrupt during the late log
+		// read): report it, not the interrupt.
+		m.finishByState()
+		return
+	}
+	if m.s.Run.ID != "" && m.s.Cfg.Wait && m.s.Cfg.CancelOnInterrupt {
 		m.s.Cancel.Cancelling = true
 		m.s.Cancel.TransitionID = m.uuid4()
 		m.logf(abi.LevelInfo, "Cancelling flow run %s (grace %s)", m.runLabel(), dur(m.s.Cfg.CancelGrace))

@@ -54,7 +54,7 @@ func (m *Machine) onHTTP(h handler, r *abi.HTTPResponse) {
 		m.onInterruptedRequest(m.s.Pending.Op)
 		return
 	}
-	if h.failed != nil && (r.Error != nil || r.Status != 200) {
+	if h.failed != nil && (r.Error != nil || r.Status != 200 || len(r.Body) == 0 || CheckJSON(string(r.Body), MaxResponseDepth) != "") {
 		h.failed(m, r)
 		return
 	}

@@ -1,6 +1,8 @@
 package flowrun
 
 import (
+	"strings"
+
 	"github.com/tidwall/gjson"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -44,7 +46,7 @@ func (m *Machine) sendLogs() {
 func (m *Machine) onLogs(r *abi.HTTPResponse) {
 	arr := gjson.ParseBytes(r.Body)
 	if !arr.IsArray() {
-		m.afterLogs(false)
+		m.onLogsFailed(r)
 		return
 	}
 	l := &m.s.Logs
@@ -74,13 +76,26 @@ func (m *Machine) onLogs(r *abi.HTTPResponse) {
 	m.afterLogs(n >= logPageSize && fresh > 0)
 }
 
-// onLogsFailed warns, once, that the logs cannot be read, and goes on.
+// onLogsFailed warns, once, that the logs cannot be read, and goes on:
+// whatever the failure (an error, another status, a body that is not a
+// JSON array, such as a proxy's login page).
 func (m *Machine) onLogsFailed(r *abi.HTTPResponse) {
 	if !m.s.Logs.Warned {
 		m.s.Logs.Warned = true
-		m.logf(abi.LevelWarn, "Could not read the flow run's logs (%s); the wait goes on", describe(r))
+		m.logf(abi.LevelWarn, "Could not read the flow run's logs (%s); the wait goes on", logsFailure(r))
 	}
 	m.afterLogs(false)
+}
+
+// logsFailure says why a log read failed.
+func logsFailure(r *abi.HTTPResponse) string {
+	switch {
+	case r.Error != nil || r.Status != 200:
+		return describe(r)
+	case len(r.Body) == 0:
+		return "HTTP 200 with a body that is not JSON: " + clip(strings.TrimSpace(r.BodyText))
+	}
+	return "HTTP 200 without an array of log lines"
 }
 
 // afterLogs continues after a log read: another page, the final read

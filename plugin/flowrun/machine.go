@@ -45,8 +45,9 @@ type handler struct {
 	// http takes an answer that passed the common checks of [Machine.onHTTP]:
 	// not a transport error, not retryable, and JSON if it is a 2xx.
 	http func(*Machine, *abi.HTTPResponse)
-	// failed, when set, takes a failed request instead (a transport error
-	// or a status other than 200): no retry, no failure of the run.
+	// failed, when set, takes a failed request instead (a transport error,
+	// a status other than 200, a body that is not JSON): no retry, no
+	// failure of the run.
 	failed func(*Machine, *abi.HTTPResponse)
 	woke   func(*Machine)
 }
