@@ -116,6 +116,19 @@ func (m *Machine) onCancel(r *abi.HTTPResponse) {
 		}
 		m.logf(abi.LevelInfo, "Prefect accepted the cancellation; waiting for CANCELLED")
 		m.sleep(opSleepCancel, cancelPoll)
+	case status == "REJECT" && stateType == StateCancelling:
+		// The run is already CANCELLING. After an attempt without an
+		// answer this is Prefect rejecting our own transition id a second
+		// time: the lost answer was an ACCEPT. Either way, the run is being
+		// cancelled: wait for CANCELLED.
+		m.s.Run.StateType, m.s.Run.StateName = StateCancelling, b.Get("state.name").String()
+		if m.s.Pending.Attempt > 1 {
+			m.logf(abi.LevelInfo, "Prefect already has the cancellation (the answer to an earlier attempt was lost); waiting for CANCELLED")
+		} else {
+			m.logf(abi.LevelInfo, "The flow run is already CANCELLING; waiting for CANCELLED")
+		}
+		m.progress()
+		m.sleep(opSleepCancel, cancelPoll)
 	case status == "ABORT":
 		m.s.Cancel.Outcome = "it had already ended (" + clip(reason) + ")"
 		m.finishInterrupted()
