@@ -92,8 +92,10 @@ func retryableStatus(code int) bool {
 func (m *Machine) retry(r *abi.HTTPResponse) {
 	p := &m.s.Pending
 	fail := describe(r)
-	if p.Op == opCreate && r.Error != nil {
-		m.s.Launch.Unsure = true // the attempt may have created the run
+	// A create that got no answer, or a gateway's 502/504 (the server
+	// behind it may have handled the request), may have created the run.
+	if p.Op == opCreate && (r.Error != nil || r.Status == 502 || r.Status == 504) {
+		m.s.Launch.Unsure = true
 	}
 	if m.interruptStops(p.Op) {
 		m.onInterrupt()

@@ -14,8 +14,9 @@ type launchState struct {
 	// The user's key alone is Config.IdempotencyKey.
 	Key  string `json:"key,omitempty"`
 	Sent bool   `json:"sent,omitempty"` // a create went out
-	// Unsure is set when a create attempt got no answer at all (so it may
-	// have created the run); only then is a 200 our own lost answer.
+	// Unsure is set when a create attempt got no answer at all, or a
+	// gateway's 502/504 (so it may have created the run); only then is a
+	// 200 our own lost answer.
 	Unsure bool `json:"unsure,omitempty"`
 	// Reattached: the flow run was not created by this launch. It existed
 	// already (a 200 to the create), or the user named it (flow_run_id).
