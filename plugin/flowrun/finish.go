@@ -93,9 +93,20 @@ func (m *Machine) runURL() string {
 	}
 	ui = strings.TrimRight(ui, "/")
 	if w := m.s.Resolve.Workspace; m.s.Target == abi.TargetCloud && w != nil {
-		ui += "/account/" + w.AccountID + "/workspace/" + w.WorkspaceID
+		ui = trimWorkspacePath(ui) + "/account/" + w.AccountID + "/workspace/" + w.WorkspaceID
 	}
 	return ui + "/runs/flow-run/" + m.s.Run.ID
+}
+
+// trimWorkspacePath removes a trailing /account/A/workspace/W from a Cloud
+// UI URL: Prefect stores PREFECT_UI_URL that way, and the workspace that
+// was resolved is appended instead.
+func trimWorkspacePath(ui string) string {
+	parts := strings.Split(ui, "/")
+	if n := len(parts); n >= 5 && parts[n-4] == "account" && parts[n-2] == "workspace" {
+		return strings.Join(parts[:n-4], "/")
+	}
+	return ui
 }
 
 // uiRoot derives the UI root from an API URL as Prefect does: strip the

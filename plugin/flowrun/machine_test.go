@@ -346,6 +346,16 @@ func TestRunURL(t *testing.T) {
 			"http://127.0.0.1:4200/runs/flow-run/" + flowruntest.RunID},
 		{"cloud", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Resolve: resolveState{Workspace: ws}, Run: flowRun{ID: flowruntest.RunID}},
 			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
+		// PREFECT_UI_URL as Prefect itself stores it for Cloud: already the workspace's root.
+		{"cloud UI base with the workspace", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Resolve: resolveState{Workspace: ws}, Run: flowRun{ID: flowruntest.RunID},
+			UIBase: "https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/"},
+			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
+		{"cloud UI base naming another workspace", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Resolve: resolveState{Workspace: ws}, Run: flowRun{ID: flowruntest.RunID},
+			UIBase: "https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/8a0c2e46-7193-4cb4-8f5a-6b7c8d9e0f1a"},
+			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
+		{"cloud UI base root", state{Target: abi.TargetCloud, APIBase: "https://api.prefect.cloud/api", Resolve: resolveState{Workspace: ws}, Run: flowRun{ID: flowruntest.RunID},
+			UIBase: "https://app.prefect.cloud"},
+			"https://app.prefect.cloud/account/" + flowruntest.AccountID + "/workspace/" + flowruntest.WorkspaceID + "/runs/flow-run/" + flowruntest.RunID},
 		{"UI base overrides", state{Target: abi.TargetServer, APIBase: "http://127.0.0.1:4200/api", UIBase: "https://ui.example.com/", Run: flowRun{ID: flowruntest.RunID}},
 			"https://ui.example.com/runs/flow-run/" + flowruntest.RunID},
 	}
