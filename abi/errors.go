@@ -16,12 +16,16 @@ const (
 	// CodeRejected: the server rejected the request's content, e.g. a
 	// parameter schema violation (409) or an invalid body (422) (exit 20).
 	CodeRejected Code = "rejected"
-	// CodeUnauthorized: the credential is missing or the server refused it (exit 20).
+	// CodeUnauthorized: the credential is missing or the server refused it
+	// before a flow run existed (exit 20).
 	CodeUnauthorized Code = "unauthorized"
 	// CodeFlowRunFailed: the flow run ended FAILED, CRASHED or CANCELLED (exit 1).
 	CodeFlowRunFailed Code = "flow_run_failed"
 	// CodeUnavailable: the server could not be reached, or kept answering
 	// with transient errors, past the retry and outage budgets (exit 1).
+	// While waiting, every failed read of the flow run counts against the
+	// outage budget, a refused credential (401/403) included once the run
+	// exists; the run's fate is then unknown.
 	CodeUnavailable Code = "unavailable"
 	// CodeServerError: the server answered with a non-retryable error (exit 1).
 	CodeServerError Code = "server_error"

@@ -47,9 +47,9 @@ type Fields struct {
 	// CancelGrace bounds, in seconds (1 to [MaxCancelGrace]), how long
 	// cancelling on interrupt may take; default [DefaultCancelGrace].
 	CancelGrace string `json:"cancel_grace,omitempty"`
-	// OutageBudget is how long, in seconds (0 to [MaxOutageBudget]), polling
-	// may keep failing with transient errors before the task gives up;
-	// default [DefaultOutageBudget].
+	// OutageBudget is how long, in seconds (0 to [MaxOutageBudget]), reading
+	// the flow run while waiting may keep failing (any failure but a 404)
+	// before the task gives up; default [DefaultOutageBudget].
 	OutageBudget string `json:"outage_budget,omitempty"`
 	// FlowRunID attaches to an existing flow run instead of launching one.
 	FlowRunID string `json:"flow_run_id,omitempty"`

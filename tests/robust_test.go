@@ -395,20 +395,24 @@ func cloudCases(t *testing.T, tests []cloudCase, keyFile string, front *rig.Clou
 	})
 }
 
-// TestE2E_CheckpointKeptWhenContactLost: polls fail past the outage budget
-// (exit 1, the run's fate unknown); the checkpoint stays, and running again
+// TestE2E_CheckpointKeptWhenContactLost: polls fail with a 500, which is
+// retried like any failed read while waiting, past the outage budget (exit
+// 1, the run's fate unknown); the checkpoint stays, and running again
 // resumes the same run to its end.
 func TestE2E_CheckpointKeptWhenContactLost(t *testing.T) {
 	t.Parallel()
 	env := e2e(t)
 	p := rig.NewFaultProxy(env.Server.URL)
 	defer p.Close()
-	p.Add(rig.Rule{Method: "GET", Path: regexp.MustCompile(`/flow_runs/[0-9a-f-]{36}$`), Fault: rig.Status(503, nil, `{"exception_message":"Service Unavailable"}`)})
+	p.Add(rig.Rule{Method: "GET", Path: regexp.MustCompile(`/flow_runs/[0-9a-f-]{36}$`), Fault: rig.Status(500, nil, `{"exception_message":"Internal Server Error"}`)})
 	cp := filepath.Join(t.TempDir(), "checkpoint.json")
 	vars := map[string]string{"PREFECT_API_URL": p.URL(), "UE_PREFECT_DEPLOYMENT": "ok/ok", "UE_PREFECT_WAIT": "true",
 		"UE_PREFECT_POLL_INTERVAL": "1", "UE_PREFECT_OUTAGE_BUDGET": "3", "UE_PREFECT_CHECKPOINT": cp}
 	lost := runUE(t, vars)
-	wantExit(t, lost, 1, "Execution Failed: lost contact with Prefect")
+	wantExit(t, lost, 1, "Execution Failed: could not read the flow run")
+	if !strings.Contains(lost.stderr, "Polling failed (HTTP 500") || !strings.Contains(lost.doc.StatusDescription, "goes on without this task") {
+		t.Errorf("the 500 was not retried within the outage budget:\n%s", lost)
+	}
 	if _, err := os.Stat(cp); err != nil {
 		t.Fatalf("checkpoint removed although the run's fate is unknown: %v\n%s", err, lost)
 	}

@@ -82,6 +82,32 @@ func (m *Machine) runLabel() string {
 	return fmt.Sprintf("%q (%s)", m.s.Run.Name, m.s.Run.ID)
 }
 
+// userKey is the idempotency key as the user gives it: the Idempotency
+// Key field, or the invocation id that stood in for it. Given as the
+// Idempotency Key of a new task, it yields the same flow run.
+func (m *Machine) userKey() string {
+	if m.s.Cfg.IdempotencyKey != "" {
+		return m.s.Cfg.IdempotencyKey
+	}
+	return m.s.InvocationID
+}
+
+// reattachHint says how a new task follows this flow run again.
+func (m *Machine) reattachHint() string {
+	if m.s.Cfg.FlowRunID != "" {
+		return "run again with Flow Run ID " + m.s.Cfg.FlowRunID + " to follow it"
+	}
+	return fmt.Sprintf("run again with Idempotency Key %q to re-attach", m.userKey())
+}
+
+// runStateSeen is the last state seen of the flow run, for messages.
+func (m *Machine) runStateSeen() string {
+	if m.s.Run.StateType == "" {
+		return "in no state yet"
+	}
+	return m.s.Run.StateType
+}
+
 // runURL is the flow run's page in the Prefect UI.
 func (m *Machine) runURL() string {
 	if m.s.Run.ID == "" {

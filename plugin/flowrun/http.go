@@ -58,6 +58,13 @@ func (m *Machine) onHTTP(h handler, r *abi.HTTPResponse) {
 		h.failed(m, r)
 		return
 	}
+	if m.s.Pending.Op == opRead && m.s.Cfg.Wait {
+		// Waiting: a failed read of the flow run does not end the wait.
+		if why := m.waitReadFailure(r); why != "" {
+			m.retryAs(r, why)
+			return
+		}
+	}
 	if (r.Error != nil && r.Error.Kind.Retryable()) || (r.Error == nil && retryableStatus(r.Status)) {
 		m.retry(r)
 		return
@@ -89,9 +96,11 @@ func retryableStatus(code int) bool {
 }
 
 // retry schedules another attempt of the outstanding request, or gives up.
-func (m *Machine) retry(r *abi.HTTPResponse) {
+func (m *Machine) retry(r *abi.HTTPResponse) { m.retryAs(r, describe(r)) }
+
+// retryAs is retry with the failure described as fail.
+func (m *Machine) retryAs(r *abi.HTTPResponse, fail string) {
 	p := &m.s.Pending
-	fail := describe(r)
 	// A create that got no answer, or a gateway's 502/504 (the server
 	// behind it may have handled the request), may have created the run.
 	if p.Op == opCreate && (r.Error != nil || r.Status == 502 || r.Status == 504) {
@@ -199,15 +208,19 @@ func serverDetail(r *abi.HTTPResponse) string {
 	return s
 }
 
+// credFrom says where the credential came from, for messages.
+func (m *Machine) credFrom() string {
+	if m.s.Resolve.CredSource == "" {
+		return ""
+	}
+	return " from " + m.s.Resolve.CredSource
+}
+
 // statusError turns an unexpected status into the failure it means.
 func (m *Machine) statusError(r *abi.HTTPResponse, field string) *abi.Error {
 	switch r.Status {
 	case 401, 403:
-		src := ""
-		if m.s.Resolve.CredSource != "" {
-			src = " from " + m.s.Resolve.CredSource
-		}
-		return abi.Errorf(abi.CodeUnauthorized, "credentials", "Prefect refused the %s credential%s (%s)", m.s.Resolve.Scheme, src, describe(r))
+		return abi.Errorf(abi.CodeUnauthorized, "credentials", "Prefect refused the %s credential%s (%s)", m.s.Resolve.Scheme, m.credFrom(), describe(r))
 	case 400, 404, 409, 422:
 		if field != "" {
 			return abi.Errorf(abi.CodeRejected, field, "Prefect rejected the request (%s)", describe(r))

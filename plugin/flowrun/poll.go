@@ -82,28 +82,72 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 	m.afterPoll()
 }
 
-// readRun updates the known flow run from a FlowRunResponse body.
-func (m *Machine) readRun(r *abi.HTTPResponse) bool {
+// waitReadFailure says why a read of the flow run while waiting failed and
+// is worth repeating within the outage budget, or "" when the answer is a
+// flow run or final: a 404 (the run is gone), and, before the run is known
+// to exist (the first read of --flow-run-id), a refused credential or
+// another 4xx, which are bad input.
+func (m *Machine) waitReadFailure(r *abi.HTTPResponse) string {
+	known := m.s.Poll.CreatedAt != nil
+	switch {
+	case r.Error != nil:
+		if r.Error.Kind == abi.TransportForbidden {
+			return "" // the host refuses it; asking again changes nothing
+		}
+		return describe(r)
+	case r.Status == 404:
+		return ""
+	case r.Status == 401 || r.Status == 403:
+		if !known {
+			return ""
+		}
+		return "Prefect refused the " + m.s.Resolve.Scheme + " credential" + m.credFrom() + ": " + describe(r)
+	case r.Status < 200 || r.Status > 299:
+		if !known && !retryableStatus(r.Status) && r.Status < 500 {
+			return ""
+		}
+		return describe(r)
+	case len(r.Body) == 0:
+		return fmt.Sprintf("HTTP %d with a body that is not JSON: %s", r.Status, clip(strings.TrimSpace(r.BodyText)))
+	}
+	if e := CheckJSON(string(r.Body), MaxResponseDepth); e != "" {
+		return fmt.Sprintf("HTTP %d with a body that is not JSON: %s", r.Status, e)
+	}
+	if _, bad := m.parseRun(r); bad != "" {
+		return fmt.Sprintf("HTTP %d: %s", r.Status, bad)
+	}
+	return ""
+}
+
+// parseRun reads a FlowRunResponse body, or says what is wrong with it.
+func (m *Machine) parseRun(r *abi.HTTPResponse) (gjson.Result, string) {
 	b := gjson.ParseBytes(r.Body)
 	id := b.Get("id")
 	st := b.Get("state_type")
 	if !b.IsObject() || id.Type != gjson.String || !IsUUID(id.Str) {
-		m.badResponse("the flow run has no valid id")
-		return false
+		return b, "the flow run has no valid id"
 	}
 	if m.s.Run.ID != "" && !strings.EqualFold(id.Str, m.s.Run.ID) {
-		m.badResponse(fmt.Sprintf("asked for flow run %s, got %s", m.s.Run.ID, id.Str))
-		return false
+		return b, fmt.Sprintf("asked for flow run %s, got %s", m.s.Run.ID, id.Str)
 	}
 	if st.Type != gjson.String || !IsKnownState(st.Str) {
-		m.badResponse(fmt.Sprintf("the flow run has an unknown state_type %s", clip(st.Raw)))
+		return b, fmt.Sprintf("the flow run has an unknown state_type %s", clip(st.Raw))
+	}
+	return b, ""
+}
+
+// readRun updates the known flow run from a FlowRunResponse body.
+func (m *Machine) readRun(r *abi.HTTPResponse) bool {
+	b, bad := m.parseRun(r)
+	if bad != "" {
+		m.badResponse(bad)
 		return false
 	}
 	prev := m.s.Run.StateType + "/" + m.s.Run.StateName
 	m.s.Run = flowRun{
-		ID:           id.Str,
+		ID:           b.Get("id").Str,
 		Name:         b.Get("name").String(),
-		StateType:    st.Str,
+		StateType:    b.Get("state_type").Str,
 		StateName:    b.Get("state_name").String(),
 		StateMessage: b.Get("state.message").String(),
 	}
@@ -177,8 +221,8 @@ func (m *Machine) outageRetry(r *abi.HTTPResponse, delay int64, fail string) (in
 	out := m.s.Now - p.OutageFrom
 	budget := m.s.Cfg.OutageBudget
 	if out+delay > budget {
-		m.fail(abi.Errorf(abi.CodeUnavailable, "", "lost contact with Prefect for %s, past the outage budget of %s (last error: %s); flow run %s was last seen %s",
-			dur(out), dur(budget), fail, m.runLabel(), m.s.Run.StateType))
+		m.fail(abi.Errorf(abi.CodeUnavailable, "", "could not read the flow run for %s, past the outage budget of %s (last error: %s); flow run %s was last seen %s and goes on without this task, its outcome unknown: %s",
+			dur(out), dur(budget), fail, m.runLabel(), m.runStateSeen(), m.reattachHint()))
 		return delay, false
 	}
 	m.logf(abi.LevelWarn, "Polling failed (%s); retrying in %s, %s of the outage budget left", fail, dur(delay), dur(budget-out))

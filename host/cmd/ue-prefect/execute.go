@@ -344,11 +344,11 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	} else if inv.command == "launch" {
 		logf("%s (%s)", out.StatusDescription, time.Since(start).Round(time.Millisecond))
 	}
-	// Keep the checkpoint when the run's fate is unknown (interrupted, or
-	// contact lost): running again resumes it. Remove it when the outcome
-	// is settled, so a later run starts afresh.
+	// Keep the checkpoint when the run's fate is unknown: running again
+	// resumes it. Remove it when the outcome is settled, so a later run
+	// starts afresh.
 	if cpPath != "" {
-		if out.Error != nil && (out.Error.Code == abi.CodeInterrupted || out.Error.Code == abi.CodeUnavailable || out.Error.Code == abi.CodeInternal) {
+		if fateUnknown(out) {
 			logf("Checkpoint kept in %s: run again to resume", cpPath)
 		} else {
 			_ = os.Remove(cpPath)
@@ -370,6 +370,29 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	}
 	_ = writeJSON(outw, doc)
 	return out.ExitCode
+}
+
+// fateUnknown reports whether a run ended without knowing what became of
+// the flow run it launched or followed, so its checkpoint must be kept:
+// interrupted, Prefect unreachable or its answers broken past the budgets,
+// an internal fault, or a create that failed in a way that may still have
+// created the run.
+func fateUnknown(out abi.RunOutput) bool {
+	if out.Error == nil {
+		return false
+	}
+	switch out.Error.Code {
+	case abi.CodeInterrupted, abi.CodeUnavailable, abi.CodeInternal, abi.CodeBadResponse, abi.CodeRefused:
+		return true
+	case abi.CodeServerError:
+		var r struct {
+			ID  string `json:"flow_run_id"`
+			Key string `json:"idempotency_key"`
+		}
+		_ = json.Unmarshal(out.Result, &r)
+		return r.ID == "" && r.Key != ""
+	}
+	return false
 }
 
 // flowLog prints one line of the flow run's own log: its Prefect time in

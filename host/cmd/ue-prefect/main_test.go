@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ue-prefect/ue-prefect/abi"
 )
 
 var cacheDir string
@@ -172,5 +174,41 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".ue-prefect-*")); len(left) > 0 {
 		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+// TestFateUnknown: the checkpoint is kept whenever the flow run's fate is
+// unknown, and removed once the outcome is settled.
+func TestFateUnknown(t *testing.T) {
+	tests := []struct {
+		name   string
+		code   abi.Code
+		result string
+		want   bool
+	}{
+		{"success", "", `{"flow_run_id":"x","flow_run_state":"COMPLETED"}`, false},
+		{"flow run failed", abi.CodeFlowRunFailed, `{"flow_run_id":"x"}`, false},
+		{"polling timeout: the run is left alone on purpose", abi.CodePollingTimeout, `{"flow_run_id":"x"}`, false},
+		{"bad input", abi.CodeInvalidInput, `{}`, false},
+		{"create rejected", abi.CodeRejected, `{"idempotency_key":"k"}`, false},
+		{"interrupted", abi.CodeInterrupted, `{"flow_run_id":"x"}`, true},
+		{"unreachable past the outage budget", abi.CodeUnavailable, `{"flow_run_id":"x"}`, true},
+		{"internal fault", abi.CodeInternal, `{}`, true},
+		{"broken answer to the create", abi.CodeBadResponse, `{"idempotency_key":"k"}`, true},
+		{"host refused a request", abi.CodeRefused, `{"flow_run_id":"x"}`, true},
+		{"create answered 500: may exist", abi.CodeServerError, `{"idempotency_key":"k"}`, true},
+		{"flow run deleted while waiting", abi.CodeServerError, `{"flow_run_id":"x","idempotency_key":"k"}`, false},
+		{"server error before the create", abi.CodeServerError, `{}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := abi.RunOutput{Result: json.RawMessage(tc.result)}
+			if tc.code != "" {
+				out.Error = &abi.Error{Code: tc.code, Message: "m"}
+			}
+			if got := fateUnknown(out); got != tc.want {
+				t.Errorf("fateUnknown(%s, %s) = %v, want %v", tc.code, tc.result, got, tc.want)
+			}
+		})
 	}
 }
