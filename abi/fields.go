@@ -32,6 +32,9 @@ type Fields struct {
 	// [MaxPollInterval]; default [DefaultPollInterval].
 	PollInterval string `json:"poll_interval,omitempty"`
 	// MaxPolls is the maximum number of state polls; empty means no limit.
+	// A poll is a read of the flow run after a poll interval, in launch and
+	// attach mode alike: the create's answer, the first read of FlowRunID
+	// and the read on resuming from a checkpoint are not polls.
 	MaxPolls string `json:"max_polls,omitempty"`
 	// IncludeMetadata is a boolean, or one of the 1.0 choice labels
 	// ("Include Flow Run Metadata", "No Metadata"). Default true.

@@ -31,8 +31,13 @@ type pollState struct {
 	// that an event brought forward (abi.SleepResponse.Woken): it is not a
 	// poll, and the wait after it ends at Due, so events never use up Max
 	// Polls.
-	Due        int64 `json:"due_ms,omitempty"`
-	EventRead  bool  `json:"event_read,omitempty"`
+	Due       int64 `json:"due_ms,omitempty"`
+	EventRead bool  `json:"event_read,omitempty"`
+	// IsPoll marks the outstanding read as a poll: one after a poll
+	// interval (not one an event brought forward). The first read of
+	// --flow-run-id and the read on resuming are not polls, as the
+	// create's answer is not.
+	IsPoll     bool  `json:"is_poll,omitempty"`
 	InOutage   bool  `json:"in_outage,omitempty"`
 	OutageFrom int64 `json:"outage_from_ms,omitempty"`
 }
@@ -44,7 +49,11 @@ func (m *Machine) attach() {
 	m.sendRead()
 }
 
-func (m *Machine) sendRead() {
+// sendRead reads the flow run at once; the read is not a poll.
+func (m *Machine) sendRead() { m.read(false) }
+
+func (m *Machine) read(poll bool) {
+	m.s.Poll.IsPoll = poll
 	m.send(opRead, abi.HTTPRequest{Method: "GET", Path: m.prefix() + "/flow_runs/" + m.s.Run.ID})
 }
 
@@ -54,7 +63,7 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 		m.s.Poll.InOutage = false
 	}
 	if r.Status == 404 {
-		if m.s.Cfg.FlowRunID != "" && m.s.Poll.Polls == 0 {
+		if m.s.Cfg.FlowRunID != "" && m.s.Poll.CreatedAt == nil {
 			m.fail(abi.Errorf(abi.CodeNotFound, "flow_run_id", "no flow run %s%s", m.s.Run.ID, m.where()))
 			return
 		}
@@ -71,7 +80,7 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 	if !m.readRun(r) {
 		return
 	}
-	if !m.s.Poll.EventRead {
+	if m.s.Poll.IsPoll {
 		m.s.Poll.Polls++
 	}
 	if m.s.Cfg.StreamLogs && m.s.Cfg.Wait {
@@ -197,13 +206,14 @@ func (m *Machine) noteWoken(w *abi.SleepResponse) {
 	}
 }
 
-// wokePoll reads the flow run when its poll wait ends. After an event the
-// read confirms what happened: an event alone concludes nothing.
+// wokePoll reads the flow run when its poll wait ends: a poll, unless an
+// event ended the wait early. After an event the read confirms what
+// happened: an event alone concludes nothing.
 func (m *Machine) wokePoll() {
 	if m.s.Poll.EventRead {
 		m.logf(abi.LevelDebug, "An event for flow run %s ended the wait early; reading its state", m.runLabel())
 	}
-	m.sendRead()
+	m.read(!m.s.Poll.EventRead)
 }
 
 // outageRetry decides whether a failed poll may be tried again, and
