@@ -150,7 +150,7 @@ const (
 	FuncLog = "log"
 
 	// FuncProgress publishes the output fields and the checkpoint whenever
-	// either changes. The host may persist the checkpoint and hand it back in
+	// either changes, and after every poll of the flow run. The host may persist the checkpoint and hand it back in
 	// [RunInput.Checkpoint] to resume.
 	//
 	// # Parameters

@@ -34,7 +34,8 @@ type Fields struct {
 	// MaxPolls is the maximum number of state polls; empty means no limit.
 	// A poll is a read of the flow run after a poll interval, in launch and
 	// attach mode alike: the create's answer, the first read of FlowRunID
-	// and the read on resuming from a checkpoint are not polls.
+	// and the read on resuming from a checkpoint are not polls. Polls made
+	// before a resume count.
 	MaxPolls string `json:"max_polls,omitempty"`
 	// IncludeMetadata is a boolean, or one of the 1.0 choice labels
 	// ("Include Flow Run Metadata", "No Metadata"). Default true.

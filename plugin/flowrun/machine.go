@@ -156,6 +156,17 @@ func (m *Machine) take() []abi.Command {
 
 func (m *Machine) emit(c abi.Command) { m.out = append(m.out, c) }
 
+// pendingProgress reports whether this step has already published the
+// output fields and checkpoint.
+func (m *Machine) pendingProgress() bool {
+	for _, c := range m.out {
+		if c.Kind == abi.CommandProgress {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Machine) logf(level, format string, args ...any) {
 	m.emit(abi.Command{Kind: abi.CommandLog, Log: &abi.LogRecord{Level: level, Message: fmt.Sprintf(format, args...)}})
 }

@@ -387,3 +387,93 @@ func TestPathEscape(t *testing.T) {
 		})
 	}
 }
+
+// lastCheckpoint is the checkpoint of the last progress command in cmds.
+func lastCheckpoint(cmds []abi.Command) []byte {
+	var cp []byte
+	for _, c := range cmds {
+		if c.Kind == abi.CommandProgress {
+			cp = c.Progress.Checkpoint
+		}
+	}
+	return cp
+}
+
+// TestCheckpointAfterEachPoll: the checkpoint a host persists is current
+// after every poll, changed or not: its poll count and the log lines
+// already relayed, so a resume neither restarts the max-polls budget nor
+// repeats streamed logs.
+func TestCheckpointAfterEachPoll(t *testing.T) {
+	running := flowruntest.Run(StateRunning, "Running", "")
+	logs := `[{"id":"a1","level":20,"message":"hello","timestamp":"2026-11-22T03:00:01.000000Z"}]`
+	tests := []struct {
+		name      string
+		stream    string
+		events    []abi.Event // after the first poll sleep
+		wantPolls int64
+		wantSeen  []string
+	}{
+		{"unchanged poll", "false", []abi.Event{wokeEv(60_020, nil), httpEv(200, running, 60_030)}, 1, nil},
+		{"two unchanged polls", "false", []abi.Event{wokeEv(60_020, nil), httpEv(200, running, 60_030), wokeEv(120_030, nil), httpEv(200, running, 120_040)}, 2, nil},
+		{"poll with streamed logs", "true", []abi.Event{wokeEv(60_020, nil), httpEv(200, running, 60_030), httpEv(200, logs, 60_040)}, 1, []string{"a1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := waitInput()
+			in.Fields.StreamLogs = tc.stream
+			m, cmds := drive(t, in, untilPolling...)
+			var all []abi.Command
+			for _, ev := range tc.events {
+				cmds = m.Step(ev)
+				all = append(all, cmds...)
+			}
+			if last := lastCmd(cmds); last.Kind != abi.CommandSleep {
+				t.Fatalf("after the poll = %s, want the next poll's sleep", jsonOf(t, cmds))
+			}
+			cp := lastCheckpoint(all)
+			if cp == nil {
+				t.Fatalf("no checkpoint published since the first poll sleep: %s", jsonOf(t, all))
+			}
+			r, err := Restore(cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.s.Poll.Polls != tc.wantPolls || strings.Join(r.s.Logs.Seen, ",") != strings.Join(tc.wantSeen, ",") {
+				t.Errorf("checkpoint polls = %d, logs seen %v; want %d, %v (the machine has %d, %v)",
+					r.s.Poll.Polls, r.s.Logs.Seen, tc.wantPolls, tc.wantSeen, m.s.Poll.Polls, m.s.Logs.Seen)
+			}
+		})
+	}
+}
+
+// TestResumeKeepsPollBudget: polls made before a resume count against Max
+// Number of Polls after it.
+func TestResumeKeepsPollBudget(t *testing.T) {
+	running := flowruntest.Run(StateRunning, "Running", "")
+	in := waitInput()
+	in.Fields.MaxPolls = "2"
+	m, _ := drive(t, in, untilPolling...)
+	var all []abi.Command
+	for _, ev := range []abi.Event{wokeEv(60_020, nil), httpEv(200, running, 60_030)} {
+		all = append(all, m.Step(ev)...)
+	}
+	// Killed during the second poll sleep; a new process resumes.
+	in.Checkpoint, in.NowMS = lastCheckpoint(all), 5
+	r, cmds := Start(in)
+	if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || last.HTTP.Method != "GET" {
+		t.Fatalf("resume = %s, want the read of the flow run", jsonOf(t, cmds))
+	}
+	cmds = r.Step(httpEv(200, running, 10))
+	if last := lastCmd(cmds); last.Kind != abi.CommandSleep {
+		t.Fatalf("after the resume read = %s, want the second poll's sleep", jsonOf(t, cmds))
+	}
+	cmds = r.Step(wokeEv(60_010, nil))
+	cmds = r.Step(httpEv(200, running, 60_020))
+	if last := lastCmd(cmds); last.Kind != abi.CommandFinish || last.Finish.ExitCode != abi.ExitPollingTimeout {
+		t.Fatalf("after the second poll = %s, want exit 40", jsonOf(t, cmds))
+	}
+	var res abi.Result
+	if err := json.Unmarshal(lastCmd(cmds).Finish.Result, &res); err != nil || res.Polls != 2 {
+		t.Errorf("result polls = %d (%v), want 2", res.Polls, err)
+	}
+}

@@ -77,11 +77,11 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 	if m.s.Poll.CreatedAt == nil {
 		m.markCreated()
 	}
+	if m.s.Poll.IsPoll {
+		m.s.Poll.Polls++ // first, so a checkpoint published on a change holds it
+	}
 	if !m.readRun(r) {
 		return
-	}
-	if m.s.Poll.IsPoll {
-		m.s.Poll.Polls++
 	}
 	if m.s.Cfg.StreamLogs && m.s.Cfg.Wait {
 		m.s.Logs.Pages = 0
@@ -173,8 +173,13 @@ func (m *Machine) readRun(r *abi.HTTPResponse) bool {
 	return true
 }
 
-// afterPoll decides what follows a poll: the end, or the next poll.
+// afterPoll decides what follows a poll: the end, or the next poll. The
+// checkpoint is published after every poll, changed or not, unless this
+// step already did: it holds the poll count and the log lines relayed.
 func (m *Machine) afterPoll() {
+	if !m.pendingProgress() {
+		m.progress()
+	}
 	switch {
 	case IsTerminal(m.s.Run.StateType):
 		m.finishByState()
