@@ -107,7 +107,8 @@ func TestErrorError(t *testing.T) {
 		{"labelled field", &abi.Error{Code: abi.CodeInvalidInput, Field: "deployment", Message: "required"}, "Deployment ID or Name: required"},
 		{"poll interval label", &abi.Error{Code: abi.CodeInvalidInput, Field: "poll_interval", Message: `"abc" is not a whole number`}, `Polling Interval (sec): "abc" is not a whole number`},
 		{"metadata label", &abi.Error{Code: abi.CodeInvalidInput, Field: "include_metadata", Message: "x"}, "Extension Output Options: x"},
-		{"unlabelled field uses its name", &abi.Error{Code: abi.CodeInvalidInput, Field: "checkpoint", Message: "bad"}, "checkpoint: bad"},
+		{"checkpoint label", &abi.Error{Code: abi.CodeInvalidInput, Field: "checkpoint", Message: "bad"}, "Checkpoint: bad"},
+		{"unlabelled field uses its name", &abi.Error{Code: abi.CodeInvalidInput, Field: "cache_dir", Message: "bad"}, "cache_dir: bad"},
 		{"Errorf", abi.Errorf(abi.CodeNotFound, "workspace", "no workspace %q", "prod"), `Workspace ID or Name: no workspace "prod"`},
 	}
 	for _, tc := range tests {

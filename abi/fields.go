@@ -145,6 +145,7 @@ var fieldLabels = map[string]string{
 	"target":              "Target",
 	"api_url":             "API URL",
 	"action":              "Action",
+	"checkpoint":          "Checkpoint",
 }
 
 // FieldLabel returns the label of a field's JSON name, as a UAC task form

@@ -34,7 +34,24 @@ type RunInput struct {
 	NowMS int64 `json:"now_ms"`
 	// Checkpoint, when present, resumes a run from a [Progress.Checkpoint]
 	// of an earlier invocation instead of starting afresh.
+	//
+	// A checkpoint answers only for the task it was written for: the
+	// action, Target, APIBase and the Fields that define the flow run
+	// (workspace, account, deployment or flow run id, idempotency key,
+	// flow run name, parameters with context, job variables and tags) must
+	// be the same, compared by value; an idempotency key the checkpoint
+	// supplied (the invocation id) may be given back. Otherwise the run
+	// ends with exit 20, code invalid_input, field "checkpoint", naming
+	// CheckpointSource, and reports nothing of the checkpoint's flow run.
+	// The settings of the wait (wait, poll interval, max polls, outage
+	// budget, cancel on interrupt and its grace, log streaming, metadata)
+	// and UIBase are taken from this input; polls made before the resume
+	// count against max polls. Fields left all empty resume with the
+	// checkpoint's own inputs and settings.
 	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
+	// CheckpointSource names where the checkpoint came from (a file path),
+	// for messages.
+	CheckpointSource string `json:"checkpoint_source,omitempty"`
 }
 
 // RunOutput is the output of [ExportRun] and the payload of the finish

@@ -417,6 +417,20 @@ func TestE2E_CheckpointKeptWhenContactLost(t *testing.T) {
 		t.Fatalf("checkpoint removed although the run's fate is unknown: %v\n%s", err, lost)
 	}
 	p.ClearRules()
+	// Another task given the same checkpoint file must not take over the run.
+	other := map[string]string{}
+	for k, v := range vars {
+		other[k] = v
+	}
+	other["UE_PREFECT_DEPLOYMENT"] = "fail/fail"
+	wrong := runUE(t, other)
+	wantExit(t, wrong, 20, "Data Validation Error: Checkpoint: "+cp+" was written for another task (Deployment ID or Name \"ok/ok\", not \"fail/fail\")")
+	if wrong.str("flow_run_id") != "" {
+		t.Errorf("another task reported the checkpoint's flow run: %s", wrong)
+	}
+	if _, err := os.Stat(cp); err != nil {
+		t.Fatalf("checkpoint removed by another task: %v", err)
+	}
 	again := runUE(t, vars)
 	wantExit(t, again, 0, "Task executed successfully.")
 	if again.str("flow_run_id") != lost.str("flow_run_id") || !strings.Contains(again.stderr, "Resuming: re-attaching") {

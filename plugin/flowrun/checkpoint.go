@@ -3,6 +3,9 @@ package flowrun
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -102,6 +105,107 @@ func (m *Machine) restore(checkpoint []byte) error {
 	}
 	m.s = s
 	return nil
+}
+
+func sourcePrefix(in abi.RunInput) string {
+	if in.CheckpointSource == "" {
+		return ""
+	}
+	return clipTo(in.CheckpointSource, MaxFieldBytes) + ": "
+}
+
+// rebind checks that a checkpoint answers for the task in: the inputs that
+// define the flow run (action, target, API base, workspace, deployment or
+// flow run id, idempotency key, flow run name, parameters, context, job
+// variables, tags) must be those it was written for, or the task would
+// report another run's outcome. The settings of the wait (wait, poll
+// interval, max polls, outage budget, cancel on interrupt and its grace,
+// log streaming, metadata) and the UI base are the new task's. Fields left
+// all empty resume the checkpoint with its own inputs and settings.
+func (m *Machine) rebind(in abi.RunInput) *abi.Error {
+	action := in.Action
+	if action == "" {
+		action = abi.ActionLaunchFlowRun
+	}
+	old := m.s.Cfg
+	var diffs []string
+	differ := func(field, was, is string) {
+		if was != is {
+			diffs = append(diffs, fmt.Sprintf("%s %q, not %q", abi.FieldLabel(field), clip(was), clip(is)))
+		}
+	}
+	differ("action", m.s.Action, action)
+	if in.Target != "" {
+		differ("target", m.s.Target, in.Target)
+	}
+	if in.APIBase != "" && strings.TrimRight(in.APIBase, "/") != strings.TrimRight(m.s.APIBase, "/") {
+		differ("api_url", m.s.APIBase, in.APIBase)
+	}
+	var cfg Config
+	if in.Fields != (abi.Fields{}) {
+		var err *abi.Error
+		if cfg, err = ParseFields(action, in.Fields); err != nil {
+			return err
+		}
+		differ("workspace", old.Workspace, cfg.Workspace)
+		differ("account", old.Account, cfg.Account)
+		differ("deployment", old.Deployment, cfg.Deployment)
+		differ("flow_run_id", strings.ToLower(old.FlowRunID), strings.ToLower(cfg.FlowRunID))
+		// A key the checkpoint supplied (the invocation id) may be given
+		// back as the Idempotency Key, as messages tell users to.
+		if cfg.IdempotencyKey != old.IdempotencyKey && cfg.IdempotencyKey != m.userKey() {
+			differ("idempotency_key", old.IdempotencyKey, cfg.IdempotencyKey)
+		}
+		differ("flow_run_name", old.FlowRunName, cfg.FlowRunName)
+		if !sameJSON(old.Parameters, cfg.Parameters) || !sameJSON(old.Context, cfg.Context) ||
+			!sameJSON(old.JobVariables, cfg.JobVariables) || !sameTags(old.Tags, cfg.Tags) {
+			diffs = append(diffs, abi.FieldLabel("parameters")+" differ")
+		}
+	}
+	if len(diffs) > 0 {
+		what := "no flow run yet"
+		if m.s.Run.ID != "" {
+			what = "flow run " + m.s.Run.ID
+		}
+		src := in.CheckpointSource
+		if src == "" {
+			src = "the checkpoint"
+		}
+		return abi.Errorf(abi.CodeInvalidInput, "checkpoint",
+			"%s was written for another task (%s) and follows %s; remove it to start afresh, or give the inputs it was written for",
+			clipTo(src, MaxFieldBytes), strings.Join(diffs, "; "), what)
+	}
+	if in.Fields != (abi.Fields{}) {
+		c := &m.s.Cfg
+		c.Wait, c.PollInterval, c.MaxPolls = cfg.Wait, cfg.PollInterval, cfg.MaxPolls
+		c.OutageBudget, c.CancelOnInterrupt, c.CancelGrace = cfg.OutageBudget, cfg.CancelOnInterrupt, cfg.CancelGrace
+		c.StreamLogs, c.IncludeMetadata = cfg.StreamLogs, cfg.IncludeMetadata
+		if in.UIBase != "" {
+			m.s.UIBase = in.UIBase
+		}
+	}
+	return nil
+}
+
+// sameJSON reports whether two JSON objects hold the same values, however
+// they are spaced or ordered.
+func sameJSON(a, b RawObject) bool {
+	if a == b {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// sameTags reports whether two tag lists hold the same tags.
+func sameTags(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
 }
 
 // resume continues a checkpointed run in a new invocation: from the flow

@@ -82,7 +82,13 @@ func Start(in abi.RunInput) (*Machine, []abi.Command) {
 	if len(in.Checkpoint) > 0 {
 		if err := m.restore(in.Checkpoint); err != nil {
 			m.s = state{V: CheckpointVersion}
-			m.fail(abi.Errorf(abi.CodeInvalidInput, "checkpoint", "%v", err))
+			m.fail(abi.Errorf(abi.CodeInvalidInput, "checkpoint", "%s%v", sourcePrefix(in), err))
+			return m, m.take()
+		}
+		if err := m.rebind(in); err != nil {
+			// Another task's checkpoint: report nothing of its flow run.
+			m.s = state{V: CheckpointVersion, Action: m.s.Action}
+			m.fail(err)
 			return m, m.take()
 		}
 		m.resume(in)

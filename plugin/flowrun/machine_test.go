@@ -477,3 +477,95 @@ func TestResumeKeepsPollBudget(t *testing.T) {
 		t.Errorf("result polls = %d (%v), want 2", res.Polls, err)
 	}
 }
+
+// TestResumeBinding: a checkpoint answers only for the task it was written
+// for. Another deployment, workspace, key, flow run id, target, API base or
+// other parameters end with exit 20 naming the checkpoint, and nothing of
+// its flow run is reported; the wait settings are the new task's.
+func TestResumeBinding(t *testing.T) {
+	type mod func(in *abi.RunInput)
+	tests := []struct {
+		name string
+		mod  mod
+		// want is "" to resume (read the flow run), else a substring of
+		// the exit-20 message.
+		want string
+	}{
+		{"same inputs", func(in *abi.RunInput) {}, ""},
+		{"fields left empty", func(in *abi.RunInput) { in.Fields = abi.Fields{} }, ""},
+		{"parameters spaced and ordered otherwise", nil, ""},
+		{"the invocation id given back as the key", func(in *abi.RunInput) { in.Fields.IdempotencyKey = "inv-1" }, ""},
+		{"other deployment", func(in *abi.RunInput) { in.Fields.Deployment = "etl/cleanup" }, `Deployment ID or Name "etl/nightly", not "etl/cleanup"`},
+		{"other parameters", func(in *abi.RunInput) { in.Fields.Parameters = `{"parameters":{"day":"2026-11-23","limit":5}}` }, "Parameters (JSON) differ"},
+		{"other tags", func(in *abi.RunInput) {
+			in.Fields.Parameters = `{"parameters":{"limit":5,"day":"2026-11-22"},"tags":["x"]}`
+		}, "Parameters (JSON) differ"},
+		{"other idempotency key", func(in *abi.RunInput) { in.Fields.IdempotencyKey = "k2" }, `Idempotency Key "", not "k2"`},
+		{"other flow run name", func(in *abi.RunInput) { in.Fields.FlowRunName = "n" }, "Flow Run Name"},
+		{"a flow run id instead", func(in *abi.RunInput) { in.Fields.FlowRunID = flowruntest.RunID; in.Fields.Deployment = "" }, "Flow Run ID"},
+		{"other target", func(in *abi.RunInput) { in.Target = abi.TargetCloud; in.Fields.Workspace = "acme/prod" }, `Target "server", not "cloud"`},
+		{"other API base", func(in *abi.RunInput) { in.APIBase = "http://other.test/api" }, "API URL"},
+		{"other workspace", func(in *abi.RunInput) { in.Fields.Workspace = "acme/prod" }, "Workspace ID or Name"},
+		{"other action", func(in *abi.RunInput) { in.Action = abi.ActionListDeployments }, "Action"},
+		{"bad new input", func(in *abi.RunInput) { in.Fields.PollInterval = "0" }, "Polling Interval (sec)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := waitInput()
+			in.Fields.Parameters = `{"parameters":{"day":"2026-11-22","limit":5}}`
+			before, _ := drive(t, in, untilPolling...)
+			in.Checkpoint, in.CheckpointSource, in.NowMS = before.Checkpoint(), "/var/tmp/task.cp", 5
+			if tc.mod != nil {
+				tc.mod(&in)
+			} else {
+				in.Fields.Parameters = `{ "parameters": { "limit": 5.0, "day": "2026-11-22" } }`
+			}
+			_, cmds := Start(in)
+			last := lastCmd(cmds)
+			if tc.want == "" {
+				if last.Kind != abi.CommandHTTP || last.HTTP.Path != "/flow_runs/"+flowruntest.RunID {
+					t.Fatalf("resume = %s, want the read of the flow run", jsonOf(t, cmds))
+				}
+				return
+			}
+			if last.Kind != abi.CommandFinish || last.Finish.ExitCode != abi.ExitDataValidation || last.Finish.Error == nil {
+				t.Fatalf("resume = %s, want exit 20", jsonOf(t, cmds))
+			}
+			e := last.Finish.Error
+			if !strings.Contains(last.Finish.StatusDescription, tc.want) {
+				t.Errorf("status %q lacks %q", last.Finish.StatusDescription, tc.want)
+			}
+			if tc.name != "bad new input" && (e.Field != "checkpoint" || !strings.HasPrefix(last.Finish.StatusDescription, "Data Validation Error: Checkpoint: /var/tmp/task.cp was written for another task")) {
+				t.Errorf("status %q (field %q), want it to name the checkpoint file", last.Finish.StatusDescription, e.Field)
+			}
+			var res abi.Result
+			if err := json.Unmarshal(last.Finish.Result, &res); err != nil || res.FlowRunID != "" || res.FlowRunState != "" || res.IdempotencyKey != "" {
+				t.Errorf("result %s reports the checkpoint's flow run (%v)", last.Finish.Result, err)
+			}
+		})
+	}
+}
+
+// TestResumeTakesNewWaitSettings: a resume waits as the new task asks.
+func TestResumeTakesNewWaitSettings(t *testing.T) {
+	running := flowruntest.Run(StateRunning, "Running", "")
+	before, _ := drive(t, waitInput(), untilPolling...)
+	in := waitInput()
+	in.Fields.PollInterval, in.Fields.MaxPolls, in.Fields.StreamLogs = "5", "1", "true"
+	in.Checkpoint, in.NowMS = before.Checkpoint(), 5
+	m, _ := Start(in)
+	cmds := m.Step(httpEv(200, running, 10))
+	if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || last.HTTP.Path != "/logs/filter" {
+		t.Fatalf("after the resume read = %s, want the logs read (stream logs now on)", jsonOf(t, cmds))
+	}
+	cmds = m.Step(httpEv(200, `[]`, 20))
+	if last := lastCmd(cmds); last.Kind != abi.CommandSleep || last.Sleep.DurationMS != 5000 {
+		t.Fatalf("after the logs = %s, want a 5 s poll sleep", jsonOf(t, cmds))
+	}
+	m.Step(wokeEv(5020, nil))
+	m.Step(httpEv(200, running, 5030))
+	cmds = m.Step(httpEv(200, `[]`, 5040))
+	if last := lastCmd(cmds); last.Kind != abi.CommandFinish || last.Finish.ExitCode != abi.ExitPollingTimeout {
+		t.Fatalf("after one poll = %s, want exit 40 (max polls now 1)", jsonOf(t, cmds))
+	}
+}

@@ -267,7 +267,10 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	cpPath := inv.in.Checkpoint
 	if cpPath != "" {
 		if b, err := readBounded(cpPath, 16<<20); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			in.Checkpoint = b
+			if !json.Valid(b) {
+				return reportEarly(stdout, stderr, inv, &fieldError{"checkpoint", cpPath + " is not valid JSON; remove it to start afresh"})
+			}
+			in.Checkpoint, in.CheckpointSource = b, cpPath
 			logf("Resuming from checkpoint %s", cpPath)
 		}
 	}
@@ -348,9 +351,13 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	// resumes it. Remove it when the outcome is settled, so a later run
 	// starts afresh.
 	if cpPath != "" {
-		if fateUnknown(out) {
+		switch {
+		case out.Error != nil && out.Error.Code == abi.CodeInvalidInput:
+			// Bad input settles nothing, and a checkpoint that is
+			// unreadable or another task's is not ours to remove.
+		case fateUnknown(out):
 			logf("Checkpoint kept in %s: run again to resume", cpPath)
-		} else {
+		default:
 			_ = os.Remove(cpPath)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
+	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
 var cacheDir string
@@ -208,6 +210,75 @@ func TestFateUnknown(t *testing.T) {
 			}
 			if got := fateUnknown(out); got != tc.want {
 				t.Errorf("fateUnknown(%s, %s) = %v, want %v", tc.code, tc.result, got, tc.want)
+			}
+		})
+	}
+}
+
+// waitingCheckpoint is the checkpoint of a task waiting for a RUNNING flow
+// run of etl/nightly on api.
+func waitingCheckpoint(t *testing.T, api string) []byte {
+	t.Helper()
+	m, _ := flowrun.Start(abi.RunInput{Target: abi.TargetServer, APIBase: api, InvocationID: "inv-1", Seed: 1,
+		Fields: abi.Fields{Deployment: "etl/nightly", Wait: "true"}})
+	m.Step(abi.Event{Kind: abi.EventCredential, Credential: &abi.CredentialResponse{Scheme: abi.SchemeNone}})
+	m.Step(abi.Event{Kind: abi.EventHTTP, HTTP: &abi.HTTPResponse{Status: 200, Body: json.RawMessage(flowruntest.Deployment())}})
+	cmds := m.Step(abi.Event{Kind: abi.EventHTTP, HTTP: &abi.HTTPResponse{Status: 201, Body: json.RawMessage(flowruntest.Run("RUNNING", "Running", ""))}})
+	if last := cmds[len(cmds)-1]; last.Kind != abi.CommandSleep {
+		t.Fatalf("the machine is not waiting: %+v", last)
+	}
+	return m.Checkpoint()
+}
+
+// TestRun_CheckpointOfAnotherTask: a checkpoint written for other inputs
+// is exit 20 naming the file, before any request; the file is left alone
+// and nothing of its flow run is reported.
+func TestRun_CheckpointOfAnotherTask(t *testing.T) {
+	srv, n := counter(t)
+	api := srv.URL + "/api"
+	tests := []struct {
+		name       string
+		args       []string
+		checkpoint []byte
+		want       string
+	}{
+		{"other deployment", []string{"--deployment", "etl/cleanup", "--wait"}, nil,
+			`was written for another task (Deployment ID or Name "etl/nightly", not "etl/cleanup") and follows flow run ` + flowruntest.RunID},
+		{"other parameters", []string{"--deployment", "etl/nightly", "--wait", "--parameters", `{"parameters":{"day":"x"}}`}, nil, "Parameters (JSON) differ"},
+		{"bad new input", []string{"--deployment", "etl/nightly", "--wait", "--poll-interval", "0"}, nil, "Polling Interval (sec)"},
+		{"not JSON", []string{"--deployment", "etl/nightly", "--wait"}, []byte(`{"v":1,`), "is not valid JSON"},
+		{"not a checkpoint", []string{"--deployment", "etl/nightly", "--wait"}, []byte(`{"v":99}`), "checkpoint version 99"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := tc.checkpoint
+			if cp == nil {
+				cp = waitingCheckpoint(t, api)
+			}
+			file := filepath.Join(t.TempDir(), "task.checkpoint")
+			if err := os.WriteFile(file, cp, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := n.Load()
+			code, stdout, stderr := runCLI(t, append(tc.args, "--checkpoint", file), map[string]string{"PREFECT_API_URL": api})
+			if code != 20 {
+				t.Fatalf("exit = %d, want 20\nstderr: %s", code, stderr)
+			}
+			if got := n.Load() - before; got != 0 {
+				t.Errorf("%d requests were sent, want none", got)
+			}
+			var doc extensionOutput
+			if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+				t.Fatalf("stdout: %v\n%s", err, stdout)
+			}
+			if !strings.Contains(doc.StatusDescription, tc.want) || (tc.name != "bad new input" && !strings.Contains(doc.StatusDescription, "Checkpoint: "+file)) {
+				t.Errorf("status_description = %q, want it to name %s and say %q", doc.StatusDescription, file, tc.want)
+			}
+			if strings.Contains(string(doc.Result), flowruntest.RunID) || doc.Changed {
+				t.Errorf("result %s (changed %v) reports the checkpoint's flow run", doc.Result, doc.Changed)
+			}
+			if b, err := os.ReadFile(file); err != nil || string(b) != string(cp) {
+				t.Errorf("the checkpoint file was changed or removed (%v)", err)
 			}
 		})
 	}
