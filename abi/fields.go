@@ -42,7 +42,10 @@ type Fields struct {
 	IncludeMetadata string `json:"include_metadata,omitempty"`
 	// IdempotencyKey identifies this launch. The same key and deployment
 	// always yield the same flow run, so a retried or restarted task
-	// re-attaches instead of launching twice. Empty: one key per invocation.
+	// re-attaches instead of launching twice. Empty: one key per invocation
+	// (RunInput.InvocationID), which messages name when a run may be left
+	// behind. The key is sent as ue-prefect:<deployment id>:<key>; a key
+	// given in that form for the same deployment is sent as it is.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// CancelOnInterrupt is a boolean: when the host is interrupted while
 	// waiting, cancel the flow run on Prefect before ending. Default false,

@@ -56,15 +56,28 @@ func (m *Machine) onInterruptedRequest(o op) {
 	case m.s.Cancel.Cancelling:
 		m.s.Cancel.Outcome = "the cancellation could not be confirmed in time"
 		m.finishInterrupted()
-	case m.createInFlight(o) && m.s.Now <= m.cancelDeadline() && m.s.Pending.Attempt < maxAttempts:
-		// The create may have reached the server: repeat it (it is
-		// idempotent) to learn the flow run instead of losing it.
+	case m.createInFlight(o) && m.repeatCreate(""):
 		m.s.Launch.Unsure = true
-		m.s.Pending.Attempt++
-		m.emit(abi.Command{Kind: abi.CommandHTTP, HTTP: m.s.Pending.Req})
 	default:
 		m.onInterrupt()
 	}
+}
+
+// repeatCreate repeats a create in flight once the host is stopping, at
+// once and within the grace period and the attempts: it is idempotent, and
+// its answer names the flow run that would otherwise be lost. It reports
+// whether it did; fail, the failure of the last attempt, is logged.
+func (m *Machine) repeatCreate(fail string) bool {
+	p := &m.s.Pending
+	if m.s.Now > m.cancelDeadline() || p.Attempt >= maxAttempts {
+		return false
+	}
+	p.Attempt++
+	if fail != "" {
+		m.logf(abi.LevelWarn, "%s failed (%s); stopping, so repeating it at once to learn the flow run (attempt %d of %d)", m.what(), fail, p.Attempt, maxAttempts)
+	}
+	m.emit(abi.Command{Kind: abi.CommandHTTP, HTTP: p.Req})
+	return true
 }
 
 // onInterrupt decides what stopping means now: cancel the flow run first
@@ -199,12 +212,9 @@ func (m *Machine) finishInterrupted() {
 	case m.s.Cancel.Outcome != "":
 		msg = fmt.Sprintf("%s received; cancelling flow run %s: %s", it.Reason, m.runLabel(), m.s.Cancel.Outcome)
 	case m.s.Run.ID != "":
-		msg = fmt.Sprintf("%s received; flow run %s was left %s on Prefect", it.Reason, m.runLabel(), m.s.Run.StateType)
-		if m.s.Launch.Key != "" {
-			msg += "; run again with the same idempotency key to re-attach"
-		}
+		msg = fmt.Sprintf("%s received; flow run %s was left %s on Prefect; %s", it.Reason, m.runLabel(), m.s.Run.StateType, m.reattachHint())
 	case m.s.Launch.Sent:
-		msg = fmt.Sprintf("%s received while launching; the flow run may exist: run again with idempotency key %s to re-attach", it.Reason, m.s.Launch.Key)
+		msg = fmt.Sprintf("%s received while launching; the flow run may exist: %s", it.Reason, m.reattachHint())
 	default:
 		msg = fmt.Sprintf("%s received before a flow run was launched", it.Reason)
 	}

@@ -231,7 +231,7 @@ func (m *Machine) resume(in abi.RunInput) {
 		}
 		m.sendRead()
 	case m.s.Resolve.Deployment != nil && m.s.Launch.Key != "":
-		m.logf(abi.LevelInfo, "Resuming: repeating the launch of %s with idempotency key %s", m.s.Resolve.Deployment.fullName(), m.s.Launch.Key)
+		m.logf(abi.LevelInfo, "Resuming: repeating the launch of %s with Idempotency Key %q", m.s.Resolve.Deployment.fullName(), m.userKey())
 		m.sendCreate()
 	default:
 		m.askCredential()

@@ -110,6 +110,14 @@ func (m *Machine) retryAs(r *abi.HTTPResponse, fail string) {
 		m.onInterrupt()
 		return
 	}
+	if m.s.Cancel.Interrupt != nil && m.createInFlight(p.Op) {
+		// Stopping: a retry sleep would be cut short; repeat the create
+		// at once instead, or stop.
+		if !m.repeatCreate(fail) {
+			m.onInterrupt()
+		}
+		return
+	}
 	backoff := min(backoffBase<<min(p.Attempt-1, 10), backoffCap)
 	delay := m.jitter(backoff, 0.2)
 	if ra := r.RetryAfterMS; ra > 0 {

@@ -1,6 +1,8 @@
 package flowrun
 
 import (
+	"strings"
+
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
@@ -32,8 +34,12 @@ func (m *Machine) launch() {
 		key = m.s.InvocationID
 	}
 	// Prefect scopes idempotency keys per flow; the deployment id keeps two
-	// deployments of one flow from colliding.
+	// deployments of one flow from colliding. A key given back as Prefect
+	// stores it is used as it is.
 	m.s.Launch.Key = "ue-prefect:" + d.ID + ":" + key
+	if prefix := "ue-prefect:" + d.ID + ":"; strings.HasPrefix(strings.ToLower(key), prefix) {
+		m.s.Launch.Key = prefix + key[len(prefix):]
+	}
 	m.progress()
 	m.sendCreate()
 }
@@ -82,7 +88,7 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 		m.logf(abi.LevelInfo, "Created flow run %s, %s (the answer to an earlier attempt was lost): %s", m.runLabel(), m.s.Run.StateName, m.runURL())
 	default:
 		m.s.Launch.Reattached = true
-		m.logf(abi.LevelInfo, "Re-attached to flow run %s, %s, created earlier with idempotency key %s: %s", m.runLabel(), m.s.Run.StateName, m.s.Launch.Key, m.runURL())
+		m.logf(abi.LevelInfo, "Re-attached to flow run %s, %s, created earlier with Idempotency Key %q: %s", m.runLabel(), m.s.Run.StateName, m.userKey(), m.runURL())
 	}
 	if !m.s.Cfg.Wait {
 		m.finishLaunched()
