@@ -21,6 +21,12 @@ type Result struct {
 	// Reattached is set when the flow run existed before this invocation
 	// (the create answered 200, or Fields.FlowRunID named it).
 	Reattached bool `json:"reattached,omitempty"`
+	// LaunchedWithOtherInputs names the inputs (flow_run_name, parameters,
+	// tags, context, job_variables) with which an earlier launch created
+	// the flow run this task's idempotency key returned, where they differ
+	// from this task's: Prefect returns that run for a reused key, and the
+	// task follows it (with a warning).
+	LaunchedWithOtherInputs []string `json:"launched_with_other_inputs,omitempty"`
 	// Waited is set when the task waited for the flow run.
 	Waited bool  `json:"waited,omitempty"`
 	Polls  int64 `json:"polls,omitempty"`

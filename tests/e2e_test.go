@@ -335,6 +335,25 @@ func TestE2E_RerunAndReattach(t *testing.T) {
 	if !strings.Contains(d.stderr, "Re-attached to flow run") {
 		t.Errorf("stderr does not say it re-attached:\n%s", d.stderr)
 	}
+	// The same key with the same inputs re-attaches quietly, although the run
+	// holds the deployment's default parameters and tags merged with ours; with
+	// other inputs it re-attaches too (Prefect's semantics), but warns and says
+	// so in the result.
+	key2 := key + "-inputs"
+	mine := `{"parameters":{"note":"mine"},"tags":["t1"]}`
+	e := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_IDEMPOTENCY_KEY", key2, "UE_PREFECT_PARAMETERS", mine))
+	f := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_IDEMPOTENCY_KEY", key2, "UE_PREFECT_PARAMETERS", mine))
+	wantExit(t, f, 0, "Task executed successfully.")
+	if f.str("flow_run_id") != e.str("flow_run_id") || strings.Contains(f.stderr, "other inputs") || f.doc.Result["launched_with_other_inputs"] != nil {
+		t.Errorf("same key and inputs: want a quiet re-attach to %q\n%s", e.str("flow_run_id"), f)
+	}
+	g := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_IDEMPOTENCY_KEY", key2, "UE_PREFECT_PARAMETERS", `{"parameters":{"note":"other"}}`))
+	wantExit(t, g, 0, "Task executed successfully.")
+	other, _ := g.doc.Result["launched_with_other_inputs"].([]any)
+	if g.str("flow_run_id") != e.str("flow_run_id") || !strings.Contains(g.stderr, "warning: Idempotency Key \""+key2+"\" launched flow run") ||
+		len(other) != 2 || other[0] != "parameters" || other[1] != "tags" {
+		t.Errorf("same key, other inputs: want the same run, a warning and launched_with_other_inputs [parameters tags]\n%s", g)
+	}
 }
 
 // TestE2E_Interrupt: SIGTERM ends the wait promptly with exit 143; by

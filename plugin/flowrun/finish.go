@@ -10,19 +10,20 @@ import (
 // runResult is the result of a run that launched or followed a flow run.
 func (m *Machine) runResult() abi.Result {
 	r := abi.Result{
-		FlowRunID:           m.s.Run.ID,
-		FlowRunName:         m.s.Run.Name,
-		FlowRunState:        m.s.Run.StateType,
-		FlowRunStateName:    m.s.Run.StateName,
-		FlowRunStateMessage: m.s.Run.StateMessage,
-		FlowRunURL:          m.runURL(),
-		Deployment:          (*abi.Deployment)(m.s.Resolve.Deployment),
-		Workspace:           m.s.Resolve.Workspace,
-		IdempotencyKey:      m.s.Launch.Key,
-		Reattached:          m.s.Launch.Reattached,
-		Waited:              m.s.Cfg.Wait,
-		Polls:               m.s.Poll.Polls,
-		Cancellation:        m.s.Cancel.Outcome,
+		FlowRunID:               m.s.Run.ID,
+		FlowRunName:             m.s.Run.Name,
+		FlowRunState:            m.s.Run.StateType,
+		FlowRunStateName:        m.s.Run.StateName,
+		FlowRunStateMessage:     m.s.Run.StateMessage,
+		FlowRunURL:              m.runURL(),
+		Deployment:              (*abi.Deployment)(m.s.Resolve.Deployment),
+		Workspace:               m.s.Resolve.Workspace,
+		IdempotencyKey:          m.s.Launch.Key,
+		Reattached:              m.s.Launch.Reattached,
+		LaunchedWithOtherInputs: m.s.Launch.OtherInputs,
+		Waited:                  m.s.Cfg.Wait,
+		Polls:                   m.s.Poll.Polls,
+		Cancellation:            m.s.Cancel.Outcome,
 	}
 	if m.s.Run.ID == "" {
 		r.Waited = false

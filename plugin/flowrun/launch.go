@@ -1,8 +1,12 @@
 package flowrun
 
 import (
+	"encoding/json"
+	"reflect"
+	"slices"
 	"strings"
 
+	"github.com/tidwall/gjson"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
@@ -23,6 +27,9 @@ type launchState struct {
 	// Reattached: the flow run was not created by this launch. It existed
 	// already (a 200 to the create), or the user named it (flow_run_id).
 	Reattached bool `json:"reattached,omitempty"`
+	// OtherInputs lists the inputs that differ when the run the key
+	// returned was launched earlier with other inputs.
+	OtherInputs []string `json:"other_inputs,omitempty"`
 }
 
 // launch launches the resolved deployment.
@@ -81,6 +88,14 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 	if !m.readRun(r) {
 		return
 	}
+	if r.Status == 200 {
+		m.s.Launch.OtherInputs = m.otherInputs(gjson.ParseBytes(r.Body))
+		if len(m.s.Launch.OtherInputs) > 0 {
+			m.s.Launch.Unsure = false // not our own answer, whatever was lost
+			m.logf(abi.LevelWarn, "Idempotency Key %q launched flow run %s earlier with other inputs (%s differ): Prefect returns that run, not a new one, and this task follows it; give another Idempotency Key to launch with these inputs",
+				m.userKey(), m.runLabel(), strings.Join(m.s.Launch.OtherInputs, ", "))
+		}
+	}
 	switch {
 	case r.Status == 201:
 		m.logf(abi.LevelInfo, "Created flow run %s, %s: %s", m.runLabel(), m.s.Run.StateName, m.runURL())
@@ -99,4 +114,51 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 		return
 	}
 	m.sleepPoll()
+}
+
+// otherInputs compares a flow run an idempotency key returned with the
+// run this task would have created, as Prefect creates it: parameters are
+// the deployment's defaults updated with ours, tags the deployment's and
+// ours; a name, context and job variables count where this task gives
+// them. It returns the inputs that differ.
+func (m *Machine) otherInputs(run gjson.Result) []string {
+	c := m.s.Cfg
+	var diff []string
+	if c.FlowRunName != "" && run.Get("name").String() != c.FlowRunName {
+		diff = append(diff, "flow_run_name")
+	}
+	if p := run.Get("parameters"); p.IsObject() {
+		want := map[string]any{}
+		_ = json.Unmarshal([]byte(m.s.Resolve.DepParams), &want)
+		ours := map[string]any{}
+		_ = json.Unmarshal([]byte(c.Parameters), &ours)
+		for k, v := range ours {
+			want[k] = v
+		}
+		got := map[string]any{}
+		_ = json.Unmarshal([]byte(p.Raw), &got)
+		for k, v := range want {
+			if obj, ok := v.(map[string]any); ok && obj["__prefect_kind"] != nil {
+				delete(want, k) // hydrated by the server: not comparable
+				delete(got, k)
+			}
+		}
+		if !reflect.DeepEqual(want, got) {
+			diff = append(diff, "parameters")
+		}
+	}
+	if t := run.Get("tags"); t.IsArray() {
+		var got []string
+		t.ForEach(func(_, v gjson.Result) bool { got = append(got, v.String()); return true })
+		if !sameTags(append(slices.Clone(m.s.Resolve.DepTags), c.Tags...), got) {
+			diff = append(diff, "tags")
+		}
+	}
+	if c.Context != "" && run.Get("context").IsObject() && !sameJSON(c.Context, RawObject(run.Get("context").Raw)) {
+		diff = append(diff, "context")
+	}
+	if c.JobVariables != "" && run.Get("job_variables").IsObject() && !sameJSON(c.JobVariables, RawObject(run.Get("job_variables").Raw)) {
+		diff = append(diff, "job_variables")
+	}
+	return diff
 }

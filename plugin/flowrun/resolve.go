@@ -20,6 +20,10 @@ type resolveState struct {
 	CredSource string      `json:"cred_source,omitempty"`
 	Workspace  *workspace  `json:"workspace,omitempty"`
 	Deployment *deployment `json:"deployment,omitempty"`
+	// The deployment's default parameters and tags, which Prefect merges
+	// into a flow run it creates (launch.go, otherInputs).
+	DepParams RawObject `json:"deployment_parameters,omitempty"`
+	DepTags   []string  `json:"deployment_tags,omitempty"`
 }
 
 // workspace is a Cloud workspace as the result reports it.
@@ -315,6 +319,16 @@ func (m *Machine) deployments(arr gjson.Result) ([]deployment, []gjson.Result, b
 // rejects parameters its schema does not declare, as the Prefect CLI does.
 func (m *Machine) checkDeployment(d gjson.Result) bool {
 	name := d.Get("name").String()
+	if p := d.Get("parameters"); p.IsObject() {
+		m.s.Resolve.DepParams = RawObject(p.Raw)
+	}
+	m.s.Resolve.DepTags = nil
+	d.Get("tags").ForEach(func(_, t gjson.Result) bool {
+		if t.Type == gjson.String {
+			m.s.Resolve.DepTags = append(m.s.Resolve.DepTags, t.Str)
+		}
+		return true
+	})
 	if d.Get("paused").Bool() {
 		m.logf(abi.LevelWarn, "Deployment %q is paused: its schedules are off; a manual run is still created", name)
 	}

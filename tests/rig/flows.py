@@ -93,13 +93,14 @@ def demo(name: str = "world") -> str:
 
 
 @flow(name="idle")
-def idle() -> str:
+def idle(note: str = "x") -> str:
     return "never runs"
 
 
 # Registered but not served: nothing ever picks its runs up, so tests that
-# only launch (and never wait) cost no flow-run process.
-UNSERVED = [(idle, "idle", {})]
+# only launch (and never wait) cost no flow-run process. Its deployment has
+# default parameters and tags, which Prefect merges into each run it creates.
+UNSERVED = [(idle, "idle", {"parameters": {"note": "rig-default"}, "tags": ["rig"]})]
 
 # (flow, deployment name, extra to_deployment kwargs)
 DEPLOYMENTS = [
