@@ -28,6 +28,7 @@ func TestStatusDescription(t *testing.T) {
 		{"polling timeout ignores the message", abi.ExitPollingTimeout, "anything", "Polling Timeout: maximum polling timeout reached."},
 		{"SIGINT", abi.ExitInterruptedSIGINT, "SIGINT received", "Interrupted: SIGINT received"},
 		{"SIGTERM", abi.ExitInterruptedSIGTERM, "SIGTERM received", "Interrupted: SIGTERM received"},
+		{"start deadline", abi.ExitStartDeadline, "flow run x did not start", "Start Deadline: flow run x did not start"},
 		{"unknown code is a failure", 3, "host fault", "Execution Failed: host fault"},
 		{"negative code is a failure", -1, "x", "Execution Failed: x"},
 	}
@@ -58,6 +59,7 @@ func TestCodeExitCode(t *testing.T) {
 		{"refused", abi.CodeRefused, 1},
 		{"polling_timeout", abi.CodePollingTimeout, 40},
 		{"interrupted", abi.CodeInterrupted, 143},
+		{"start_deadline", abi.CodeStartDeadline, 41},
 		{"internal", abi.CodeInternal, 1},
 		{"unknown code", abi.Code("bogus"), 1},
 		{"empty code", abi.Code(""), 1},

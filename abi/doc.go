@@ -44,6 +44,10 @@
 //
 // The plugin reads no clock: every answer from the host carries now_ms,
 // the host's monotonic milliseconds, and deadlines are computed from it.
+// Wall-clock time enters once: [RunInput.NowUnixMS], the host's wall clock
+// at the start, against which a scheduled start ([Fields.StartAt]) is
+// checked and a relative one resolved. The resolved time is kept in the
+// checkpoint, so a resumed run never recomputes it.
 // It draws no randomness: [RunInput.Seed] seeds retry jitter and state
 // transition ids. It never sees a secret: [FuncCredential] reports only
 // the scheme and where the secret came from, and the host adds the
@@ -79,6 +83,7 @@
 //
 // The task exit codes follow Stonebranch ue-prefect 1.0: [ExitSuccess] 0,
 // [ExitFailed] 1, [ExitDataValidation] 20, [ExitPollingTimeout] 40, plus
+// [ExitStartDeadline] 41 (a flow run that did not start in time) and
 // 128+n when a signal ended the wait ([ExitInterruptedSIGINT],
 // [ExitInterruptedSIGTERM]).
 package abi

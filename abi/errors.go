@@ -37,6 +37,9 @@ const (
 	CodeRefused Code = "refused"
 	// CodePollingTimeout: Max Number of Polls reached (exit 40).
 	CodePollingTimeout Code = "polling_timeout"
+	// CodeStartDeadline: the flow run did not start within Start Deadline
+	// (sec) of its scheduled start (exit 41).
+	CodeStartDeadline Code = "start_deadline"
 	// CodeInterrupted: the host was asked to stop (exit 130 or 143).
 	CodeInterrupted Code = "interrupted"
 	// CodeInternal: a fault in the plugin or the host, e.g. a recovered
@@ -53,6 +56,8 @@ func (c Code) ExitCode() int {
 		return ExitDataValidation
 	case CodePollingTimeout:
 		return ExitPollingTimeout
+	case CodeStartDeadline:
+		return ExitStartDeadline
 	case CodeInterrupted:
 		return ExitInterruptedSIGTERM
 	default:

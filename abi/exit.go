@@ -17,6 +17,12 @@ const (
 	// ExitPollingTimeout: the Max Number of Polls was reached before the flow
 	// run ended. The flow run is left alone.
 	ExitPollingTimeout = 40
+	// ExitStartDeadline: Start Deadline (sec) passed after the flow run's
+	// scheduled start and the run had not reached RUNNING (or ended): no
+	// worker picked it up. The run is left as it is, or cancelled when
+	// Cancel Flow Run at Start Deadline is set. Not a 1.0 code: 1.0 had no
+	// start deadline.
+	ExitStartDeadline = 41
 	// ExitInterruptedSIGINT: the wait was ended by SIGINT (128+2).
 	ExitInterruptedSIGINT = 130
 	// ExitInterruptedSIGTERM: the wait was ended by SIGTERM (128+15).
@@ -25,11 +31,12 @@ const (
 
 // Status description prefixes, as ue-prefect 1.0 words them.
 const (
-	StatusSuccess           = "Task executed successfully."
-	StatusFailedPrefix      = "Execution Failed: "
-	StatusValidationPrefix  = "Data Validation Error: "
-	StatusPollingTimeout    = "Polling Timeout: maximum polling timeout reached."
-	StatusInterruptedPrefix = "Interrupted: "
+	StatusSuccess             = "Task executed successfully."
+	StatusFailedPrefix        = "Execution Failed: "
+	StatusValidationPrefix    = "Data Validation Error: "
+	StatusPollingTimeout      = "Polling Timeout: maximum polling timeout reached."
+	StatusInterruptedPrefix   = "Interrupted: "
+	StatusStartDeadlinePrefix = "Start Deadline: "
 )
 
 // StatusDescription returns the status description for an exit code and a
@@ -46,6 +53,8 @@ func StatusDescription(exitCode int, message string) string {
 		return StatusPollingTimeout
 	case ExitInterruptedSIGINT, ExitInterruptedSIGTERM:
 		return StatusInterruptedPrefix + message
+	case ExitStartDeadline:
+		return StatusStartDeadlinePrefix + message
 	default:
 		return StatusFailedPrefix + message
 	}

@@ -63,6 +63,22 @@ type Fields struct {
 	// StreamLogs is a boolean: while waiting, relay the flow run's own log
 	// lines (POST /logs/filter after each poll). Default false.
 	StreamLogs string `json:"stream_logs,omitempty"`
+	// StartAt schedules the flow run instead of starting it now: an
+	// RFC 3339 time ("2026-11-28T09:00:00Z", "2026-11-28T10:00:00+01:00")
+	// or a duration from now ("90s", "10m", "1h30m"), like the Prefect
+	// CLI's --start-at and --start-in. The run is created SCHEDULED at that
+	// time. A time in the past is refused. It is part of the launch's
+	// identity: with the same idempotency key and the same StartAt, a retry
+	// re-attaches to the run made first, never scheduling a second one.
+	StartAt string `json:"start_at,omitempty"`
+	// StartDeadline is a number of seconds: when waiting, if the flow run
+	// has not reached RUNNING (or ended) that long after its scheduled
+	// start, the task ends with ExitStartDeadline. Empty: no deadline.
+	StartDeadline string `json:"start_deadline,omitempty"`
+	// CancelOnDeadline is a boolean: when the start deadline passes, also
+	// cancel the flow run, so that it does not start later unobserved.
+	// Default false.
+	CancelOnDeadline string `json:"cancel_on_deadline,omitempty"`
 }
 
 // Defaults and upper bounds of the integer fields, in seconds. They are the
@@ -76,6 +92,7 @@ const (
 	MaxCancelGrace      = 3600
 	DefaultOutageBudget = 900
 	MaxOutageBudget     = 7 * 86400
+	MaxStartDeadline    = 7 * 86400
 )
 
 // intFields are the integer fields: the value when empty, the range, and a
@@ -88,11 +105,14 @@ var intFields = map[string]struct {
 	"max_polls":     {0, 1, 1<<31 - 1, "; leave it empty to poll until the flow run ends"},
 	"cancel_grace":  {DefaultCancelGrace, 1, MaxCancelGrace, ""},
 	"outage_budget": {DefaultOutageBudget, 0, MaxOutageBudget, ""},
+	// start_deadline: empty is 0, no deadline.
+	"start_deadline": {0, 1, MaxStartDeadline, "; leave it empty for no deadline"},
 }
 
 // ParseInt parses the integer field name (its JSON name in [Fields]:
-// poll_interval, max_polls, cancel_grace or outage_budget) strictly: empty
-// gives its default (0, no limit, for max_polls), anything else must be a
+// poll_interval, max_polls, cancel_grace, outage_budget or start_deadline)
+// strictly: empty gives its default (0, no limit, for max_polls and
+// start_deadline), anything else must be a
 // whole number within its range. The error names the field.
 func ParseInt(name, v string) (int64, *Error) {
 	f, ok := intFields[name]
@@ -144,6 +164,9 @@ var fieldLabels = map[string]string{
 	"outage_budget":       "Outage Budget (sec)",
 	"flow_run_id":         "Flow Run ID",
 	"stream_logs":         "Stream Flow Run Logs",
+	"start_at":            "Start At",
+	"start_deadline":      "Start Deadline (sec)",
+	"cancel_on_deadline":  "Cancel Flow Run at Start Deadline",
 	"credentials":         "Credentials",
 	"target":              "Target",
 	"api_url":             "API URL",

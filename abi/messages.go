@@ -32,6 +32,13 @@ type RunInput struct {
 	Seed uint64 `json:"seed"`
 	// NowMS is the host's monotonic clock, in milliseconds, at the start.
 	NowMS int64 `json:"now_ms"`
+	// NowUnixMS is the host's wall clock, in Unix milliseconds, at the
+	// start. It is the machine's only wall-clock reading: a scheduled start
+	// ([Fields.StartAt]) is checked against it (not in the past) and a
+	// relative one ("10m") resolved from it, once; the result is kept in the
+	// checkpoint. Zero means unknown: then a StartAt is refused (exit 20).
+	// On a resume it is ignored.
+	NowUnixMS int64 `json:"now_unix_ms,omitempty"`
 	// Checkpoint, when present, resumes a run from a [Progress.Checkpoint]
 	// of an earlier invocation instead of starting afresh.
 	//
@@ -108,6 +115,13 @@ type HTTPResponse struct {
 	Error *TransportError `json:"error,omitempty"`
 	// NowMS is the host's monotonic clock after the exchange.
 	NowMS int64 `json:"now_ms"`
+	// NowUnixMS is the host's wall clock, in Unix milliseconds, at the
+	// start. It is the machine's only wall-clock reading: a scheduled start
+	// ([Fields.StartAt]) is checked against it (not in the past) and a
+	// relative one ("10m") resolved from it, once; the result is kept in the
+	// checkpoint. Zero means unknown: then a StartAt is refused (exit 20).
+	// On a resume it is ignored.
+	NowUnixMS int64 `json:"now_unix_ms,omitempty"`
 	// Interrupt is set when the host was asked to stop.
 	Interrupt *Interrupt `json:"interrupt,omitempty"`
 }

@@ -442,6 +442,9 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 		in.Seed = binary.LittleEndian.Uint64(b[:])
 	}
 	in.NowMS = cs.clock.Since().Milliseconds()
+	if in.NowUnixMS == 0 {
+		in.NowUnixMS = cs.clock.Now().UnixMilli()
+	}
 	input, err := json.Marshal(in)
 	if err != nil {
 		return faultOutput(err), err

@@ -203,6 +203,10 @@ func (m *Machine) cancelRetry(delay int64, fail string) bool {
 // finishInterrupted ends the run as interrupted, saying what became of
 // the flow run.
 func (m *Machine) finishInterrupted() {
+	if m.deadlineEnds() {
+		m.finishDeadline()
+		return
+	}
 	it := m.s.Cancel.Interrupt
 	if it == nil {
 		it = &abi.Interrupt{Reason: "interrupted", ExitCode: abi.ExitInterruptedSIGTERM}

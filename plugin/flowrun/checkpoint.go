@@ -35,13 +35,14 @@ type state struct {
 
 	Pending pending `json:"pending,omitzero"` // the outstanding command (http.go)
 
-	Resolve resolveState `json:"resolve,omitzero"` // resolve.go
-	List    listState    `json:"list,omitzero"`    // list.go
-	Launch  launchState  `json:"launch,omitzero"`  // launch.go
-	Run     flowRun      `json:"flow_run"`         // the flow run as last read (poll.go)
-	Poll    pollState    `json:"poll,omitzero"`    // poll.go
-	Logs    logState     `json:"logs,omitzero"`    // logs.go
-	Cancel  cancelState  `json:"cancel,omitzero"`  // cancel.go
+	Resolve resolveState `json:"resolve,omitzero"`   // resolve.go
+	List    listState    `json:"list,omitzero"`      // list.go
+	Launch  launchState  `json:"launch,omitzero"`    // launch.go
+	Run     flowRun      `json:"flow_run"`           // the flow run as last read (poll.go)
+	Poll    pollState    `json:"poll,omitzero"`      // poll.go
+	Logs    logState     `json:"logs,omitzero"`      // logs.go
+	Cancel  cancelState  `json:"cancel,omitzero"`    // cancel.go
+	Sched   *schedule    `json:"schedule,omitempty"` // scheduled start and start deadline (schedule.go)
 
 	Done *abi.RunOutput `json:"done,omitempty"`
 }

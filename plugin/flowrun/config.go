@@ -42,6 +42,9 @@ type Config struct {
 	OutageBudget      int64     `json:"outage_budget_ms"`
 	FlowRunID         string    `json:"flow_run_id,omitempty"`
 	StreamLogs        bool      `json:"stream_logs,omitempty"`
+	StartAt           string    `json:"start_at,omitempty"`
+	StartDeadline     int64     `json:"start_deadline_ms,omitempty"`
+	CancelOnDeadline  bool      `json:"cancel_on_deadline,omitempty"`
 }
 
 // RawObject is a JSON object kept as text.
@@ -129,6 +132,9 @@ func ParseFields(action string, f abi.Fields) (Config, *abi.Error) {
 		return c, err
 	}
 	if err = parseParameters(&c, f.Parameters); err != nil {
+		return c, err
+	}
+	if err = parseStartFields(&c, f); err != nil {
 		return c, err
 	}
 

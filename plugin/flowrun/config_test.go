@@ -89,6 +89,13 @@ func TestParseFieldsValid(t *testing.T) {
 		{"cancel grace 3600", "", abi.Fields{CancelGrace: "3600"}, func(c *flowrun.Config) { c.CancelGrace = 3600 * 1000 }},
 		{"outage budget 0", "", abi.Fields{OutageBudget: "0"}, func(c *flowrun.Config) { c.OutageBudget = 0 }},
 		{"outage budget a week", "", abi.Fields{OutageBudget: "604800"}, func(c *flowrun.Config) { c.OutageBudget = 604800 * 1000 }},
+		{"start at RFC 3339", "", abi.Fields{StartAt: " 2026-11-28T09:00:00Z "}, func(c *flowrun.Config) { c.StartAt = "2026-11-28T09:00:00Z" }},
+		{"start at with offset and fraction", "", abi.Fields{StartAt: "2026-11-28T10:00:00.5+01:00"}, func(c *flowrun.Config) { c.StartAt = "2026-11-28T10:00:00.5+01:00" }},
+		{"start at duration", "", abi.Fields{StartAt: "1h30m"}, func(c *flowrun.Config) { c.StartAt = "1h30m" }},
+		{"start deadline with wait", "", abi.Fields{Wait: "true", StartDeadline: "300"}, func(c *flowrun.Config) { c.Wait, c.StartDeadline = true, 300*1000 }},
+		{"cancel on deadline", "", abi.Fields{Wait: "true", StartDeadline: "1", CancelOnDeadline: "yes"}, func(c *flowrun.Config) {
+			c.Wait, c.StartDeadline, c.CancelOnDeadline = true, 1000, true
+		}},
 
 		{"metadata label include", "", abi.Fields{IncludeMetadata: "Include Flow Run Metadata"}, func(c *flowrun.Config) {}},
 		{"metadata label no", "", abi.Fields{IncludeMetadata: "No Metadata"}, func(c *flowrun.Config) { c.IncludeMetadata = false }},
@@ -149,6 +156,19 @@ func TestParseFieldsInvalid(t *testing.T) {
 		{"deployment C1 control", "", abi.Fields{Deployment: "etl/night\u0085ly"}, "deployment", "control character (U+0085)"},
 		{"deployment invalid UTF-8", "", abi.Fields{Deployment: "etl/night\xffly"}, "deployment", "not valid UTF-8"},
 		{"deployment too long", "", abi.Fields{Deployment: strings.Repeat("d", flowrun.MaxFieldBytes+1)}, "deployment", "too long (4097 bytes; at most 4096)"},
+
+		{"start at unparsable", "", abi.Fields{StartAt: "tomorrow"}, "start_at", "neither an RFC 3339 time"},
+		{"start at date only", "", abi.Fields{StartAt: "2026-11-28"}, "start_at", "neither an RFC 3339 time"},
+		{"start at zero duration", "", abi.Fields{StartAt: "0s"}, "start_at", "in the past"},
+		{"start at negative duration", "", abi.Fields{StartAt: "-5m"}, "start_at", "in the past"},
+		{"start at too far", "", abi.Fields{StartAt: "9000h"}, "start_at", "more than 366 days ahead"},
+		{"start at control character", "", abi.Fields{StartAt: "5m\x00"}, "start_at", "control character"},
+		{"start at with flow run id", "", abi.Fields{Deployment: "-", FlowRunID: testUUID, StartAt: "5m"}, "start_at", "applies to a new flow run"},
+		{"start deadline zero", "", abi.Fields{Wait: "true", StartDeadline: "0"}, "start_deadline", "out of range"},
+		{"start deadline not a number", "", abi.Fields{Wait: "true", StartDeadline: "5m"}, "start_deadline", "not a whole number"},
+		{"start deadline without wait", "", abi.Fields{StartDeadline: "60"}, "start_deadline", "needs Wait for Success or Failure"},
+		{"cancel on deadline without deadline", "", abi.Fields{Wait: "true", CancelOnDeadline: "true"}, "cancel_on_deadline", "needs Start Deadline (sec)"},
+		{"cancel on deadline not boolean", "", abi.Fields{Wait: "true", StartDeadline: "5", CancelOnDeadline: "maybe"}, "cancel_on_deadline", "not a boolean"},
 
 		{"workspace a/b/c", "", abi.Fields{Workspace: "a/b/c"}, "workspace", "more than one '/'"},
 		{"workspace /prod", "", abi.Fields{Workspace: "/prod"}, "workspace", "with both parts"},

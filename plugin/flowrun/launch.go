@@ -41,9 +41,10 @@ func (m *Machine) launch() {
 		key = m.s.InvocationID
 	}
 	// Prefect scopes idempotency keys per flow; the deployment id keeps two
-	// deployments of one flow from colliding. A key given back as Prefect
-	// stores it is used as it is.
-	m.s.Launch.Key = "ue-prefect:" + d.ID + ":" + key
+	// deployments of one flow from colliding; a scheduled start is part of
+	// the identity (schedule.go). A key given back as Prefect stores it is
+	// used as it is.
+	m.s.Launch.Key = "ue-prefect:" + d.ID + ":" + key + m.startIdentity()
 	if prefix := "ue-prefect:" + d.ID + ":"; strings.HasPrefix(strings.ToLower(key), prefix) {
 		m.s.Launch.Key = prefix + key[len(prefix):]
 	}
@@ -69,6 +70,7 @@ func (m *Machine) sendCreate() {
 	if c.Tags != nil {
 		body["tags"] = c.Tags
 	}
+	m.scheduleCreate(body)
 	path := m.prefix() + "/deployments/" + m.s.Resolve.Deployment.ID + "/create_flow_run"
 	if m.send(opCreate, abi.HTTPRequest{Method: "POST", Path: path, Body: mustJSON(body)}) {
 		m.s.Launch.Sent = true
@@ -105,6 +107,7 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 		m.s.Launch.Reattached = true
 		m.logf(abi.LevelInfo, "Re-attached to flow run %s, %s, created earlier with Idempotency Key %q: %s", m.runLabel(), m.s.Run.StateName, m.userKey(), m.runURL())
 	}
+	m.logScheduled()
 	if !m.s.Cfg.Wait {
 		m.finishLaunched()
 		return

@@ -119,6 +119,7 @@ func Start(in abi.RunInput) (*Machine, []abi.Command) {
 		m.fail(abi.Errorf(abi.CodeInvalidInput, "target", "workspaces exist only on Prefect Cloud"))
 	case in.InvocationID == "" && cfg.IdempotencyKey == "" && action == abi.ActionLaunchFlowRun:
 		m.fail(abi.Errorf(abi.CodeInvalidInput, "idempotency_key", "neither an idempotency key nor an invocation id was given"))
+	case !m.resolveStart(in.NowUnixMS):
 	default:
 		m.askCredential()
 	}

@@ -569,3 +569,31 @@ func TestResumeTakesNewWaitSettings(t *testing.T) {
 		t.Fatalf("after one poll = %s, want exit 40 (max polls now 1)", jsonOf(t, cmds))
 	}
 }
+
+// TestResumeKeepsScheduledStart: a relative Start At is resolved once; a
+// resumed run (a new process, a later wall clock) repeats the create with
+// the same scheduled time and idempotency key.
+func TestResumeKeepsScheduledStart(t *testing.T) {
+	const wall = 1795849200000 // 2026-11-28T07:00:00Z
+	in := waitInput()
+	in.NowUnixMS = wall
+	in.Fields.StartAt, in.Fields.StartDeadline = "10m", "60"
+	m, cmds := drive(t, in, untilCreate...)
+	first := lastCmd(cmds)
+	if first.Kind != abi.CommandHTTP || !strings.HasSuffix(first.HTTP.Path, "/create_flow_run") {
+		t.Fatalf("want the create, got %s", jsonOf(t, first))
+	}
+	body := string(first.HTTP.Body)
+	for _, want := range []string{`"scheduled_time":"2026-11-28T07:10:00Z"`, `"type":"SCHEDULED"`, `:start=in10m0s"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("create body %s lacks %s", body, want)
+		}
+	}
+	again := waitInput()
+	again.NowUnixMS, again.NowMS = wall+3_600_000, 7
+	again.Checkpoint = m.Checkpoint()
+	_, cmds = Start(again)
+	if got := lastCmd(cmds); got.Kind != abi.CommandHTTP || string(got.HTTP.Body) != body {
+		t.Errorf("resumed create = %s, want the first body %s", jsonOf(t, got), body)
+	}
+}

@@ -201,7 +201,11 @@ func (m *Machine) sleepPoll() {
 		p.Due = m.s.Now + m.s.Cfg.PollInterval
 	}
 	p.EventRead = false
-	m.sleepWake(opSleepPoll, p.Due-m.s.Now, &abi.WakeOn{FlowRunID: m.s.Run.ID, EventsPath: m.prefix() + "/events/out"})
+	ms, ok := m.startDeadlineCap(p.Due - m.s.Now) // schedule.go
+	if !ok {
+		return
+	}
+	m.sleepWake(opSleepPoll, ms, &abi.WakeOn{FlowRunID: m.s.Run.ID, EventsPath: m.prefix() + "/events/out"})
 }
 
 // noteWoken notes whether an event ended a poll wait before it was due.

@@ -329,12 +329,7 @@ func (m *Machine) checkDeployment(d gjson.Result) bool {
 		}
 		return true
 	})
-	if d.Get("paused").Bool() {
-		m.logf(abi.LevelWarn, "Deployment %q is paused: its schedules are off; a manual run is still created", name)
-	}
-	if d.Get("status").String() == "NOT_READY" {
-		m.logf(abi.LevelWarn, "Deployment %q is NOT_READY: no worker or runner has polled it lately, so the flow run may wait in Scheduled/Late", name)
-	}
+	m.warnReadiness(d)
 	props := d.Get("parameter_openapi_schema.properties")
 	enforce := d.Get("enforce_parameter_schema")
 	if m.s.Cfg.Parameters == "" || !props.IsObject() || (enforce.Exists() && !enforce.Bool()) {

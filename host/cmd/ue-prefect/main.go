@@ -32,7 +32,8 @@ wins over its variable. Secrets are read only from the environment or files.
 
 const usageTail = `
 Exit codes: 0 success, 1 execution failed, 20 data validation error,
-40 polling timeout, 130/143 interrupted by SIGINT/SIGTERM.
+40 polling timeout, 41 start deadline (the flow run did not start in time),
+130/143 interrupted by SIGINT/SIGTERM.
 stdout carries one JSON document; stderr is for people, plus lines
 "ue-prefect::output {…}" whenever the output fields change.
 `

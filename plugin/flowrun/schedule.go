@@ -1,0 +1,276 @@
+package flowrun
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Scheduled start and start deadline.
+//
+// The machine reads no clock. Its time is the host's monotonic
+// milliseconds; the wall clock enters once, as RunInput.NowUnixMS, when a
+// run starts. A Start At is resolved against it then (a duration becomes
+// a time), checked not to be in the past, and kept in the checkpoint with
+// its place on the machine's own time line, so a resumed run neither
+// re-reads the wall clock nor moves the start.
+
+// MaxStartAhead bounds how far ahead a flow run may be scheduled.
+const MaxStartAhead = 366 * 24 * time.Hour
+
+// schedule is the checkpointed part of a scheduled start and a deadline.
+type schedule struct {
+	// Time is the resolved scheduled start (RFC 3339, UTC) sent to
+	// Prefect; empty when the run starts now.
+	Time string `json:"time,omitempty"`
+	// Identity is what the start adds to the idempotency key: the time as
+	// given when absolute, "in" plus the duration when relative, so that a
+	// retry with the same inputs names the same flow run.
+	Identity string `json:"identity,omitempty"`
+	// AtMS is the scheduled start on the machine's time line; nil when the
+	// run starts now (the deadline then counts from its creation).
+	AtMS *int64 `json:"at_ms,omitempty"`
+	// Started is set once the run has been seen past SCHEDULED and PENDING.
+	Started bool `json:"started,omitempty"`
+	// Hit is set when the start deadline passed.
+	Hit bool `json:"hit,omitempty"`
+}
+
+// startSpec is a parsed Start At: an absolute time or a duration from now.
+type startSpec struct {
+	abs time.Time
+	rel time.Duration
+}
+
+// parseStartAt parses Start At: RFC 3339, or a Go duration ("90s", "10m",
+// "1h30m") counted from now.
+func parseStartAt(v string) (startSpec, *abi.Error) {
+	const field = "start_at"
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return startSpec{abs: t}, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return startSpec{}, abi.Errorf(abi.CodeInvalidInput, field,
+			"%q is neither an RFC 3339 time (2026-11-28T09:00:00Z) nor a duration from now (90s, 10m, 1h30m)", clip(v))
+	}
+	if d <= 0 {
+		return startSpec{}, abi.Errorf(abi.CodeInvalidInput, field, "%q is in the past; give a positive duration from now", clip(v))
+	}
+	if d > MaxStartAhead {
+		return startSpec{}, abi.Errorf(abi.CodeInvalidInput, field, "%q is more than %d days ahead", clip(v), int(MaxStartAhead.Hours()/24))
+	}
+	return startSpec{rel: d}, nil
+}
+
+// parseStartFields validates Start At, Start Deadline (sec) and Cancel Flow
+// Run at Start Deadline into c.
+func parseStartFields(c *Config, f abi.Fields) *abi.Error {
+	c.StartAt = strings.TrimSpace(f.StartAt)
+	if err := checkText("start_at", c.StartAt); err != nil {
+		return err
+	}
+	if c.StartAt != "" {
+		if _, err := parseStartAt(c.StartAt); err != nil {
+			return err
+		}
+	}
+	deadline, err := abi.ParseInt("start_deadline", f.StartDeadline)
+	if err != nil {
+		return err
+	}
+	c.StartDeadline = deadline * second
+	if c.CancelOnDeadline, err = parseBool("cancel_on_deadline", f.CancelOnDeadline, false); err != nil {
+		return err
+	}
+	switch {
+	case c.CancelOnDeadline && c.StartDeadline == 0:
+		return abi.Errorf(abi.CodeInvalidInput, "cancel_on_deadline", "needs %s", abi.FieldLabel("start_deadline"))
+	case c.StartDeadline > 0 && !c.Wait:
+		return abi.Errorf(abi.CodeInvalidInput, "start_deadline", "needs %s: the deadline is watched while waiting", abi.FieldLabel("wait"))
+	case c.StartAt != "" && c.FlowRunID != "":
+		return abi.Errorf(abi.CodeInvalidInput, "start_at", "applies to a new flow run, not to %s", abi.FieldLabel("flow_run_id"))
+	}
+	return nil
+}
+
+// resolveStart fixes the scheduled start against the host's wall clock,
+// once, at the start of a run. It ends the run and returns false when the
+// start is in the past or the wall clock is unknown.
+func (m *Machine) resolveStart(nowUnixMS int64) bool {
+	c := m.s.Cfg
+	if c.StartAt == "" && c.StartDeadline == 0 {
+		return true
+	}
+	m.s.Sched = &schedule{}
+	if c.StartAt == "" {
+		return true
+	}
+	spec, err := parseStartAt(c.StartAt)
+	if err != nil {
+		m.fail(err)
+		return false
+	}
+	if nowUnixMS <= 0 {
+		m.fail(abi.Errorf(abi.CodeInvalidInput, "start_at", "the host gave no wall-clock time (RunInput.now_unix_ms) to schedule against"))
+		return false
+	}
+	now := time.UnixMilli(nowUnixMS).UTC()
+	at := spec.abs
+	if spec.rel > 0 {
+		at = now.Add(spec.rel)
+		m.s.Sched.Identity = "in" + spec.rel.String()
+	} else {
+		if !at.After(now) {
+			m.fail(abi.Errorf(abi.CodeInvalidInput, "start_at", "%s is in the past (now is %s)", c.StartAt, now.Format(time.RFC3339)))
+			return false
+		}
+		if at.Sub(now) > MaxStartAhead {
+			m.fail(abi.Errorf(abi.CodeInvalidInput, "start_at", "%s is more than %d days ahead", c.StartAt, int(MaxStartAhead.Hours()/24)))
+			return false
+		}
+		m.s.Sched.Identity = at.UTC().Format(time.RFC3339Nano)
+	}
+	m.s.Sched.Time = at.UTC().Format(time.RFC3339Nano)
+	atMS := m.s.Now + at.Sub(now).Milliseconds()
+	m.s.Sched.AtMS = &atMS
+	return true
+}
+
+// startIdentity is what a scheduled start adds to the idempotency key.
+func (m *Machine) startIdentity() string {
+	if m.s.Sched == nil || m.s.Sched.Identity == "" {
+		return ""
+	}
+	return ":start=" + m.s.Sched.Identity
+}
+
+// scheduleCreate adds the scheduled state to a create_flow_run body, as
+// Prefect's run_deployment and `prefect deployment run --start-in` do.
+func (m *Machine) scheduleCreate(body map[string]any) {
+	if m.s.Sched == nil || m.s.Sched.Time == "" {
+		return
+	}
+	body["state"] = map[string]any{
+		"type":          StateScheduled,
+		"name":          "Scheduled",
+		"state_details": map[string]any{"scheduled_time": m.s.Sched.Time},
+	}
+}
+
+// logScheduled tells when a freshly created run is due.
+func (m *Machine) logScheduled() {
+	if m.s.Sched == nil || m.s.Sched.AtMS == nil {
+		return
+	}
+	m.logf(abi.LevelInfo, "Scheduled to start at %s (in %s)", m.s.Sched.Time, dur(max(0, *m.s.Sched.AtMS-m.s.Now)))
+}
+
+// deadlineAt is the machine time of the start deadline, and whether one
+// is being watched.
+func (m *Machine) deadlineAt() (int64, bool) {
+	sc := m.s.Sched
+	if sc == nil || m.s.Cfg.StartDeadline == 0 || sc.Started {
+		return 0, false
+	}
+	if sc.Hit { // resumed after the deadline: it has passed
+		return m.s.Now, true
+	}
+	switch t := m.s.Run.StateType; {
+	case t != StateScheduled && t != StatePending:
+		sc.Started = true
+		return 0, false
+	}
+	base := m.s.Now
+	switch {
+	case sc.AtMS != nil:
+		base = *sc.AtMS
+	case m.s.Poll.CreatedAt != nil:
+		base = *m.s.Poll.CreatedAt
+	}
+	return base + m.s.Cfg.StartDeadline, true
+}
+
+// startDeadlineCap shortens a poll wait of ms so that it ends no later
+// than the start deadline while one is watched. Once the deadline has
+// passed with the run still not started, it ends the task (cancelling
+// first when asked to) and returns false.
+func (m *Machine) startDeadlineCap(ms int64) (int64, bool) {
+	if at, ok := m.deadlineAt(); ok {
+		if m.s.Now >= at {
+			m.deadlineHit()
+			return 0, false
+		}
+		ms = min(ms, at-m.s.Now)
+	}
+	return ms, true
+}
+
+// deadlineHit ends the task at the start deadline, cancelling the flow run
+// first when asked to.
+func (m *Machine) deadlineHit() {
+	m.s.Sched.Hit = true
+	m.logf(abi.LevelWarn, "Flow run %s has not started %s after its scheduled start; it is %s (%s)",
+		m.runLabel(), dur(m.s.Cfg.StartDeadline), m.s.Run.StateName, m.s.Run.StateType)
+	if !m.s.Cfg.CancelOnDeadline {
+		m.finishDeadline()
+		return
+	}
+	m.s.Cancel.Cancelling = true
+	m.s.Cancel.At = m.s.Now // the cancel grace counts from here
+	m.s.Cancel.TransitionID = m.uuid4()
+	m.logf(abi.LevelInfo, "Cancelling flow run %s (grace %s)", m.runLabel(), dur(m.s.Cfg.CancelGrace))
+	body := mustJSON(map[string]any{
+		"state": map[string]any{"type": StateCancelling, "state_details": map[string]any{"transition_id": m.s.Cancel.TransitionID}},
+		"force": false,
+	})
+	m.send(opCancel, abi.HTTPRequest{Method: "POST", Path: m.prefix() + "/flow_runs/" + m.s.Run.ID + "/set_state", Body: body})
+}
+
+// deadlineEnds reports whether the end of a cancellation is the start
+// deadline's (not a signal's).
+func (m *Machine) deadlineEnds() bool {
+	return m.s.Sched != nil && m.s.Sched.Hit && m.s.Cancel.Interrupt == nil
+}
+
+// finishDeadline ends the task with ExitStartDeadline.
+func (m *Machine) finishDeadline() {
+	msg := fmt.Sprintf("flow run %s did not start within %s of its scheduled start", m.runLabel(), dur(m.s.Cfg.StartDeadline))
+	if m.s.Sched.Time != "" {
+		msg += " (" + m.s.Sched.Time + ")"
+	}
+	switch {
+	case m.s.Cancel.Outcome != "":
+		msg += "; cancelling it: " + m.s.Cancel.Outcome
+	default:
+		msg += fmt.Sprintf("; it is left %s on Prefect", m.s.Run.StateType)
+	}
+	msg += "; check that a worker or serve process is running for " + m.deploymentLabel() + " and that its work pool and deployment are not paused"
+	m.fail(&abi.Error{Code: abi.CodeStartDeadline, Message: msg})
+}
+
+func (m *Machine) deploymentLabel() string {
+	if m.s.Resolve.Deployment == nil {
+		return "the deployment"
+	}
+	return "deployment " + m.s.Resolve.Deployment.fullName()
+}
+
+// warnReadiness warns, once, at launch, about a deployment that Prefect
+// says will not run soon, and says what to check.
+func (m *Machine) warnReadiness(d gjson.Result) {
+	name := d.Get("name").String()
+	check := "check that the process serving it (flow.serve, or `prefect deploy` with a worker) is running"
+	if pool := d.Get("work_pool_name"); pool.Type == gjson.String && pool.Str != "" {
+		check = fmt.Sprintf("check that a worker polls work pool %q (prefect worker start --pool %q) and that the pool is not paused", pool.Str, pool.Str)
+	}
+	if d.Get("paused").Bool() {
+		m.logf(abi.LevelWarn, "Deployment %q is paused: its schedules are off; a manual run is still created; resume it with prefect deployment resume if it should run on schedule", name)
+	}
+	if d.Get("status").String() == "NOT_READY" {
+		m.logf(abi.LevelWarn, "Deployment %q is NOT_READY: no worker or runner has polled it lately, so the flow run may wait in Scheduled/Late; %s", name, check)
+	}
+}
