@@ -333,7 +333,7 @@ func (m *Machine) checkDeployment(d gjson.Result) bool {
 	props := d.Get("parameter_openapi_schema.properties")
 	enforce := d.Get("enforce_parameter_schema")
 	if m.s.Cfg.Parameters == "" || !props.IsObject() || (enforce.Exists() && !enforce.Bool()) {
-		return true
+		return m.checkParamValues(d)
 	}
 	var unknown []string
 	gjson.Parse(string(m.s.Cfg.Parameters)).ForEach(func(k, _ gjson.Result) bool {
@@ -343,7 +343,7 @@ func (m *Machine) checkDeployment(d gjson.Result) bool {
 		return true
 	})
 	if len(unknown) == 0 {
-		return true
+		return m.checkParamValues(d)
 	}
 	var known []string
 	props.ForEach(func(k, _ gjson.Result) bool { known = append(known, k.String()); return true })

@@ -1,0 +1,366 @@
+package flowrun
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/tidwall/gjson"
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Parameter values against the deployment's parameter_openapi_schema.
+//
+// Prefect checks the values itself only when the deployment enforces its
+// schema, and then only on a 3.x server; a 2.x server, or a deployment with
+// enforce_parameter_schema off, creates a run that fails minutes later. So
+// the machine checks before the create, with a JSON Schema validator
+// (santhosh-tekuri/jsonschema, draft 2020-12, which Prefect's own server-side
+// check also uses): types, required parameters, enums and nested objects as
+// far as the schema's $refs go. The values checked are the deployment's
+// default parameters overlaid with the user's, as the server merges them.
+//
+// Enforced: a violation ends the run with exit 20 naming the parameter, as
+// the server would. Not enforced: a warning naming the parameter and the
+// expected type, and the launch goes on, since Prefect may coerce at run
+// time. A schema the validator cannot use (hostile or exotic) only warns.
+
+// MaxSchemaViolations bounds the violations one message lists.
+const MaxSchemaViolations = 5
+
+// violation is one failed check, at a parameter.
+type violation struct {
+	param, msg string
+}
+
+// checkParamValues validates the parameters of the create against the
+// deployment d's schema. It returns false when it has ended the run.
+func (m *Machine) checkParamValues(d gjson.Result) bool {
+	schema := d.Get("parameter_openapi_schema")
+	if !schema.IsObject() || !schema.Get("properties").IsObject() {
+		return true
+	}
+	enforced := d.Get("enforce_parameter_schema").Bool()
+	vs, err := validateParams(schema.Raw, mergedParams(d.Get("parameters"), m.s.Cfg.Parameters))
+	if err != nil {
+		m.logf(abi.LevelWarn, "Could not check the parameter values against the deployment's schema (%s); launching unchecked", clip(err.Error()))
+		return true
+	}
+	if len(vs) == 0 {
+		return true
+	}
+	var parts []string
+	for i, v := range vs {
+		if i == MaxSchemaViolations {
+			parts = append(parts, fmt.Sprintf("and %d more", len(vs)-i))
+			break
+		}
+		s := fmt.Sprintf("parameter %q: %s", v.param, v.msg)
+		if t := expectedType(schema, v.param); t != "" && !strings.Contains(v.msg, "want ") {
+			s += " (expected " + t + ")"
+		}
+		parts = append(parts, s)
+	}
+	name := d.Get("name").String()
+	if enforced {
+		m.fail(abi.Errorf(abi.CodeInvalidInput, "parameters", "deployment %q enforces its parameter schema: %s", name, strings.Join(parts, "; ")))
+		return false
+	}
+	m.logf(abi.LevelWarn, "Parameter values do not match deployment %q's schema, which it does not enforce; launching, Prefect may coerce them at run time: %s",
+		name, strings.Join(parts, "; "))
+	return true
+}
+
+// isHydrated reports a value Prefect hydrates on the server before it
+// validates it ({"__prefect_kind": "json", …}); such values are not checked.
+func isHydrated(v any) bool {
+	obj, ok := v.(map[string]any)
+	if ok {
+		_, ok = obj["__prefect_kind"]
+	}
+	return ok
+}
+
+// mergedParams overlays the user's parameters on the deployment's defaults.
+func mergedParams(defaults gjson.Result, user RawObject) map[string]any {
+	out := map[string]any{}
+	add := func(raw string) {
+		if raw == "" {
+			return
+		}
+		var obj map[string]any
+		if json.Unmarshal([]byte(raw), &obj) == nil {
+			for k, val := range obj {
+				out[k] = val
+			}
+		}
+	}
+	if defaults.IsObject() {
+		add(defaults.Raw)
+	}
+	add(string(user))
+	return out
+}
+
+// validateParams returns the schema violations of params, sorted by
+// parameter, or an error when the schema cannot be used. Required
+// parameters are checked first, all of them; then each parameter is
+// validated alone, against the schema with only its own property, so that
+// every bad parameter is named (the validator stops at its first error).
+func validateParams(schemaJSON string, params map[string]any) (vs []violation, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			vs, err = nil, fmt.Errorf("the validator failed: %v", r)
+		}
+	}()
+	if err := checkSchemaRefs(gjson.Parse(schemaJSON)); err != nil {
+		return nil, err
+	}
+	var root jsonschema.Schema
+	if err := json.Unmarshal([]byte(schemaJSON), &root); err != nil {
+		return nil, err
+	}
+	for _, name := range root.Required {
+		if _, ok := params[name]; !ok {
+			vs = append(vs, violation{param: name, msg: "required, and the deployment has no default for it"})
+		}
+	}
+	names := make([]string, 0, len(params))
+	for name := range params {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, declared := root.Properties[name]; !declared || isHydrated(params[name]) {
+			continue
+		}
+		var one jsonschema.Schema
+		if err := json.Unmarshal([]byte(schemaJSON), &one); err != nil {
+			return nil, err
+		}
+		one.Properties = map[string]*jsonschema.Schema{name: one.Properties[name]}
+		one.Required, one.AdditionalProperties, one.PatternProperties = nil, nil, nil
+		rs, err := one.Resolve(nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := rs.Validate(map[string]any{name: params[name]}); err != nil {
+			vs = append(vs, violation{param: name, msg: validationMessage(err.Error())})
+		}
+	}
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].param < vs[j].param })
+	return vs, nil
+}
+
+// validationMessage turns the validator's "validating root: validating
+// /properties/n: type: x has type "string", want "integer"" into the last
+// part, with the innermost schema location when it is below the parameter.
+func validationMessage(s string) string {
+	loc := ""
+	for strings.HasPrefix(s, "validating ") {
+		where, rest, ok := strings.Cut(strings.TrimPrefix(s, "validating "), ": ")
+		if !ok {
+			break
+		}
+		loc, s = where, rest
+	}
+	s, _, _ = strings.Cut(s, "\n")
+	if strings.HasPrefix(s, "anyOf:") || strings.HasPrefix(s, "oneOf:") {
+		s = "matches none of the allowed forms"
+	}
+	s = clip(s)
+	nested := strings.Count(loc, "/properties/") > 1 ||
+		(strings.HasPrefix(loc, "/definitions/") || strings.HasPrefix(loc, "/$defs/")) && strings.Contains(loc, "/properties/")
+	if nested {
+		s += " at " + loc
+	}
+	return s
+}
+
+// rootParam extracts the first quoted name from a root-level message
+// ("missing property 'day'"), or "" when there is none.
+func rootParam(msg string) string {
+	_, rest, ok := strings.Cut(msg, "'")
+	if !ok {
+		return ""
+	}
+	name, _, ok := strings.Cut(rest, "'")
+	if !ok {
+		return ""
+	}
+	return name
+}
+
+// expectedType describes what the schema expects of parameter name:
+// "integer", "string or null", "object Point", "one of \"a\", \"b\"".
+func expectedType(schema gjson.Result, name string) string {
+	p := schema.Get("properties." + gjson.Escape(name))
+	if !p.Exists() {
+		return ""
+	}
+	var describe func(p gjson.Result, depth int) string
+	describe = func(p gjson.Result, depth int) string {
+		if depth > 4 {
+			return ""
+		}
+		if e := p.Get("enum"); e.IsArray() {
+			var vals []string
+			e.ForEach(func(_, v gjson.Result) bool { vals = append(vals, v.Raw); return len(vals) < 10 })
+			return "one of " + strings.Join(vals, ", ")
+		}
+		if ref := p.Get(`\$ref`); ref.Type == gjson.String {
+			target := schema.Get(strings.ReplaceAll(strings.TrimPrefix(ref.Str, "#/"), "/", "."))
+			if target.Exists() && (target.Get("enum").Exists() || target.Get("type").String() != "object") {
+				if s := describe(target, depth+1); s != "" {
+					return s
+				}
+			}
+			return "object " + ref.Str[strings.LastIndex(ref.Str, "/")+1:]
+		}
+		switch t := p.Get("type"); {
+		case t.Type == gjson.String:
+			return t.Str
+		case t.IsArray():
+			var ts []string
+			t.ForEach(func(_, v gjson.Result) bool { ts = append(ts, v.String()); return true })
+			return strings.Join(ts, " or ")
+		}
+		for _, k := range []string{"anyOf", "oneOf", "allOf"} {
+			if alts := p.Get(k); alts.IsArray() {
+				var ds []string
+				alts.ForEach(func(_, a gjson.Result) bool {
+					if s := describe(a, depth+1); s != "" {
+						ds = append(ds, s)
+					}
+					return true
+				})
+				sep := " or "
+				if k == "allOf" {
+					sep = " and "
+				}
+				return strings.Join(ds, sep)
+			}
+		}
+		return ""
+	}
+	return describe(p, 0)
+}
+
+// MaxSchemaFanout caps, for any subschema, the number of subschemas the
+// validator may apply to the same value through $ref, allOf, anyOf, oneOf,
+// not, if/then/else: a hostile schema could otherwise loop (a stack
+// overflow, which no recover catches) or branch exponentially.
+const MaxSchemaFanout = 10000
+
+// checkSchemaRefs refuses a schema whose references the validator must not
+// follow: non-local ones, dynamic ones, cycles that apply a schema to the
+// same value again (Prefect's server refuses those too), and fan-outs past
+// MaxSchemaFanout.
+func checkSchemaRefs(root gjson.Result) error {
+	const (
+		visiting = -1
+	)
+	paths := map[string]int{} // pointer -> subschemas applied to one value; visiting while on the stack
+	var visit func(ptr string, node gjson.Result, depth int) (int, error)
+	visit = func(ptr string, node gjson.Result, depth int) (int, error) {
+		switch n, seen := paths[ptr]; {
+		case seen && n == visiting:
+			return 0, fmt.Errorf("the schema refers to itself at %s without descending into the value", clip(ptr))
+		case seen:
+			return n, nil
+		}
+		if depth > MaxResponseDepth {
+			return 0, fmt.Errorf("the schema's references nest too deeply")
+		}
+		paths[ptr] = visiting
+		total := 1
+		add := func(p string, sub gjson.Result) error {
+			if !sub.IsObject() {
+				return nil
+			}
+			n, err := visit(p, sub, depth+1)
+			total += n
+			if err == nil && total > MaxSchemaFanout {
+				err = fmt.Errorf("the schema branches too widely")
+			}
+			return err
+		}
+		if d := node.Get(`\$dynamicRef`); d.Exists() {
+			return 0, fmt.Errorf("dynamic references are not followed")
+		}
+		if ref := node.Get(`\$ref`); ref.Exists() {
+			target, tptr, err := localRef(root, ref.String())
+			if err != nil {
+				return 0, err
+			}
+			if err := add(tptr, target); err != nil {
+				return 0, err
+			}
+		}
+		for _, k := range []string{"allOf", "anyOf", "oneOf"} {
+			var err error
+			node.Get(k).ForEach(func(i, sub gjson.Result) bool {
+				err = add(ptr+"/"+k+"/"+i.String(), sub)
+				return err == nil
+			})
+			if err != nil {
+				return 0, err
+			}
+		}
+		for _, k := range []string{"not", "if", "then", "else"} {
+			if err := add(ptr+"/"+k, node.Get(k)); err != nil {
+				return 0, err
+			}
+		}
+		paths[ptr] = total
+		return total, nil
+	}
+	// Every subschema that holds a reference or a combinator is a start.
+	var err error
+	var walk func(ptr string, v gjson.Result, depth int)
+	walk = func(ptr string, v gjson.Result, depth int) {
+		if err != nil || depth > MaxResponseDepth {
+			return
+		}
+		if v.IsObject() {
+			if _, e := visit(ptr, v, 0); e != nil {
+				err = e
+				return
+			}
+		}
+		if v.IsObject() || v.IsArray() {
+			v.ForEach(func(k, sub gjson.Result) bool {
+				walk(ptr+"/"+escapePointer(k.String()), sub, depth+1)
+				return err == nil
+			})
+		}
+	}
+	walk("#", root, 0)
+	return err
+}
+
+// localRef resolves a reference within the schema: "#" or "#/a/b".
+func localRef(root gjson.Result, ref string) (gjson.Result, string, error) {
+	if ref == "#" {
+		return root, "#", nil
+	}
+	if !strings.HasPrefix(ref, "#/") {
+		return gjson.Result{}, "", fmt.Errorf("reference %q is not local to the schema", clip(ref))
+	}
+	var parts []string
+	for _, p := range strings.Split(ref[2:], "/") {
+		p = strings.ReplaceAll(strings.ReplaceAll(p, "~1", "/"), "~0", "~")
+		parts = append(parts, gjson.Escape(p))
+	}
+	target := root.Get(strings.Join(parts, "."))
+	if !target.Exists() {
+		return gjson.Result{}, "", fmt.Errorf("reference %q points at nothing", clip(ref))
+	}
+	return target, ref, nil
+}
+
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}

@@ -1,0 +1,104 @@
+package flowrun
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+)
+
+func TestValidateParams(t *testing.T) {
+	const defs = `"definitions":{"Point":{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"]}}`
+	tests := []struct {
+		name    string
+		schema  string
+		params  string
+		want    []string // "param: substring of the message", in order
+		wantErr string
+	}{
+		{"valid", `{"type":"object","properties":{"n":{"type":"integer"}}}`, `{"n":3}`, nil, ""},
+		{"integer given as a float with no fraction", `{"type":"object","properties":{"n":{"type":"integer"}}}`, `{"n":3.0}`, nil, ""},
+		{"number given as a string", `{"type":"object","properties":{"n":{"type":"number"}}}`, `{"n":"3"}`, []string{`n: has type "string", want "number"`}, ""},
+		{"required missing", `{"type":"object","properties":{"a":{},"b":{}},"required":["a","b"]}`, `{"a":1}`, []string{"b: required"}, ""},
+		{"nested through a ref", `{"type":"object","properties":{"p":{"$ref":"#/definitions/Point"}},` + defs + `}`, `{"p":{"x":"one"}}`,
+			[]string{`p: type: one has type "string", want "integer" at /definitions/Point/properties/x`}, ""},
+		{"nested required through a ref", `{"type":"object","properties":{"p":{"$ref":"#/definitions/Point"}},` + defs + `}`, `{"p":{}}`,
+			[]string{`p: required: missing properties: ["x"]`}, ""},
+		{"$defs and bounds", `{"type":"object","properties":{"n":{"$ref":"#/$defs/Small"}},"$defs":{"Small":{"type":"integer","maximum":3}}}`, `{"n":5}`,
+			[]string{"n: is greater than 3"}, ""},
+		{"every bad parameter, sorted", `{"type":"object","properties":{"b":{"type":"string"},"a":{"enum":["x"]}}}`, `{"b":1,"a":"y"}`,
+			[]string{"a: enum", "b: type"}, ""},
+		{"undeclared parameters are left to the unknown-parameter check", `{"type":"object","properties":{},"additionalProperties":false}`, `{"z":1}`, nil, ""},
+		{"hydrated values are not checked", `{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}`, `{"n":{"__prefect_kind":"json","value":"3"}}`, nil, ""},
+		{"an external reference is refused", `{"type":"object","properties":{"n":{"$ref":"https://example.com/s.json"}}}`, `{"n":1}`, nil, "https://example.com/s.json"},
+		{"a reference to itself", `{"type":"object","properties":{"n":{"$ref":"#/properties/n"}}}`, `{"n":1}`, nil, "refers to itself"},
+		{"a cycle through definitions", `{"type":"object","properties":{"n":{"$ref":"#/definitions/A"}},"definitions":{"A":{"anyOf":[{"$ref":"#/definitions/B"}]},"B":{"allOf":[{"$ref":"#/definitions/A"}]}}}`, `{"n":1}`, nil, "refers to itself"},
+		{"a recursive type that descends is fine", `{"type":"object","properties":{"t":{"$ref":"#/definitions/T"}},"definitions":{"T":{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#/definitions/T"}}}}}}`,
+			`{"t":{"kids":[{"kids":[{"kids":"x"}]}]}}`, []string{`t: has type "string", want "array"`}, ""},
+		{"an exponential fan-out", `{"type":"object","properties":{"n":{"$ref":"#/definitions/D0"}},"definitions":{` + fanout(20) + `}}`, `{"n":1}`, nil, "branches too widely"},
+		{"a reference to nothing", `{"type":"object","properties":{"n":{"$ref":"#/definitions/Nope"}}}`, `{"n":1}`, nil, "points at nothing"},
+		{"a schema that is not one", `{"type":"object","properties":{"n":{"type":7}}}`, `{"n":1}`, nil, "type"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var params map[string]any
+			if err := json.Unmarshal([]byte(tc.params), &params); err != nil {
+				t.Fatal(err)
+			}
+			vs, err := validateParams(tc.schema, params)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if len(vs) != len(tc.want) {
+				t.Fatalf("got %d violations %+v, want %d %q", len(vs), vs, len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				param, msg, _ := strings.Cut(w, ": ")
+				if vs[i].param != param || !strings.Contains(vs[i].msg, msg) {
+					t.Errorf("violation %d = %+v, want parameter %q with %q", i, vs[i], param, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestExpectedType(t *testing.T) {
+	schema := gjson.Parse(`{"properties":{"i":{"type":"integer"},"u":{"type":["string","null"]},
+		"e":{"$ref":"#/definitions/E"},"o":{"$ref":"#/definitions/O"},"a":{"anyOf":[{"type":"array"},{"type":"null"}]},"x":{}},
+		"definitions":{"E":{"enum":["a","b"]},"O":{"type":"object"}}}`)
+	for name, want := range map[string]string{
+		"i": "integer", "u": "string or null", "e": `one of "a", "b"`, "o": "object O", "a": "array or null", "x": "", "missing": "",
+	} {
+		if got := expectedType(schema, name); got != want {
+			t.Errorf("expectedType(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestMergedParams(t *testing.T) {
+	got := mergedParams(gjson.Parse(`{"day":"mon","limit":3}`), `{"limit":5,"extra":true}`)
+	b, _ := json.Marshal(got)
+	if want := `{"day":"mon","extra":true,"limit":5}`; string(b) != want {
+		t.Errorf("mergedParams = %s, want %s", b, want)
+	}
+}
+
+// fanout returns definitions D0…Dn where each D(i) is anyOf [D(i+1), D(i+1)]:
+// 2^n paths from D0.
+func fanout(n int) string {
+	var parts []string
+	for i := 0; i < n; i++ {
+		next := fmt.Sprintf(`{"$ref":"#/definitions/D%d"}`, i+1)
+		parts = append(parts, fmt.Sprintf(`"D%d":{"anyOf":[%s,%s]}`, i, next, next))
+	}
+	parts = append(parts, fmt.Sprintf(`"D%d":{"type":"integer"}`, n))
+	return strings.Join(parts, ",")
+}
