@@ -52,6 +52,7 @@ plugin-check: ## fail if the committed host/plugin.wasm is not what ./plugin bui
 
 venv: ## create/refresh the project-local Python virtualenv with Prefect (cached)
 	bash tests/rig/venv.sh $(VENV)
+	bash tests/rig/venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt
 
 test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
 	$(GO) vet ./...
@@ -97,4 +98,4 @@ demo: build venv ## a local Prefect server, a demo flow, launched and awaited wi
 	$(GO) run ./tests/cmd/demo
 
 clean: ## remove build outputs and the virtualenv
-	rm -rf bin dist $(VENV) bench.out
+	rm -rf bin dist $(VENV) .venv-prefect2 bench.out

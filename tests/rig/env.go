@@ -37,7 +37,7 @@ func Shared(t testing.TB) *Env {
 		installSignalHandler()
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		shared.env, shared.err = startEnv(ctx)
+		shared.env, shared.err = startEnv(ctx, ServerOptions{})
 	})
 	if shared.err != nil {
 		if Required() {
@@ -48,8 +48,39 @@ func Shared(t testing.TB) *Env {
 	return shared.env
 }
 
-func startEnv(ctx context.Context) (*Env, error) {
-	srv, err := StartServer(ctx, ServerOptions{})
+var shared2 struct {
+	once sync.Once
+	env  *Env
+	err  error
+}
+
+// SharedPrefect2 is Shared for a Prefect 2.20 server and flows.py served by
+// Prefect 2.20 (the venv of Python2), started on first use; Shutdown tears
+// it down with the rest.
+func SharedPrefect2(t testing.TB) *Env {
+	t.Helper()
+	shared2.once.Do(func() {
+		installSignalHandler()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		python, err := Python2()
+		if err != nil {
+			shared2.err = err
+			return
+		}
+		shared2.env, shared2.err = startEnv(ctx, ServerOptions{Python: python, Env: map[string]string{"PREFECT_UI_ENABLED": "false"}})
+	})
+	if shared2.err != nil {
+		if Required() {
+			t.Fatalf("Prefect 2 e2e rig did not start (CI=true, so this is a failure): %v", shared2.err)
+		}
+		t.Skipf("Prefect 2 e2e rig not available (set CI=true to make this a failure): %v", shared2.err)
+	}
+	return shared2.env
+}
+
+func startEnv(ctx context.Context, opts ServerOptions) (*Env, error) {
+	srv, err := StartServer(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("start prefect server: %w", err)
 	}

@@ -35,10 +35,7 @@ type Flows struct {
 // own process group, and waits (120 s ceiling) for it to print READY, i.e.
 // for every deployment to be readable through the API.
 func ServeFlows(ctx context.Context, s *Server) (*Flows, error) {
-	python, err := Python()
-	if err != nil {
-		return nil, err
-	}
+	python := s.python // the server's Prefect serves the flows too
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ Deployments (``flow/deployment``):
   sleepy/sleepy      sleeps ``seconds`` (default 600); for long runs and cancellation
   pause/pause        pause_flow_run(timeout=600), then returns "resumed"     -> PAUSED
   typed/typed        count: int, flag: bool = False, label: str = "x"; schema enforced
+  typed/typed-lax    the same flow, schema not enforced (Prefect 2's serve default)
   alpha/shared       } bare name "shared" is ambiguous
   beta/shared        }
   alpha/alpha-only   unique bare name
@@ -110,6 +111,7 @@ DEPLOYMENTS = [
     (sleepy, "sleepy", {}),
     (pause, "pause", {}),
     (typed, "typed", {"enforce_parameter_schema": True}),
+    (typed, "typed-lax", {"enforce_parameter_schema": False}),
     (alpha, "shared", {}),
     (beta, "shared", {}),
     (alpha, "alpha-only", {}),

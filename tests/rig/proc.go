@@ -59,6 +59,28 @@ func Python() (string, error) {
 	return p, nil
 }
 
+// Python2 returns the interpreter of the Prefect 2.20 venv: UE_PREFECT_PYTHON2
+// when set, else <repo root>/.venv-prefect2/bin/python (created by
+// `tests/rig/venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt`,
+// which `make venv` runs).
+func Python2() (string, error) {
+	if p := os.Getenv("UE_PREFECT_PYTHON2"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("UE_PREFECT_PYTHON2=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".venv-prefect2", "bin", "python")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no Prefect 2 venv at %s (run tests/rig/venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt): %w", p, err)
+	}
+	return p, nil
+}
+
 // Required reports whether end-to-end tests must run (CI=true). If the rig
 // cannot start and Required() is true, tests must FAIL, never skip.
 func Required() bool {

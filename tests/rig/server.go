@@ -32,6 +32,9 @@ type ServerOptions struct {
 	// (PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED); the Server's helpers then
 	// fetch a token and send it with every POST, as Prefect's client does.
 	CSRF bool
+	// Python is the interpreter of the venv whose Prefect runs the server
+	// (and ServeFlows); empty means Python(), the Prefect 3.9 venv.
+	Python string
 }
 
 // Server is a real `prefect server start` on 127.0.0.1 with a temporary
@@ -65,9 +68,12 @@ type Server struct {
 // services on, logging to Home/server.log, and waits (polling every 250 ms,
 // 90 s ceiling) for GET /api/health to return 200.
 func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
-	python, err := Python()
-	if err != nil {
-		return nil, err
+	python := opts.Python
+	if python == "" {
+		var err error
+		if python, err = Python(); err != nil {
+			return nil, err
+		}
 	}
 	port, err := freePort()
 	if err != nil {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# venv.sh [DIR] - create/refresh the project-local Python virtualenv used by the
-# end-to-end test rig (tests/rig). DIR defaults to <repo root>/.venv.
+# venv.sh [DIR [REQUIREMENTS]] - create/refresh the project-local Python virtualenv
+# used by the end-to-end test rig (tests/rig). DIR defaults to <repo root>/.venv,
+# REQUIREMENTS to tests/rig/requirements.txt (Prefect 3.9). The Prefect 2.20 rig:
+#   venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt
 #
 #   python3 -m venv DIR                      (any Python >= 3.10; 3.11 tested)
 #   DIR/bin/pip install uv==$UV_VERSION       (uv is a PyPI wheel, no download step)
@@ -19,7 +21,7 @@ UV_VERSION=0.13.8
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${1:-$root/.venv}"
-req="$here/requirements.txt"
+req="${2:-$here/requirements.txt}"
 ovr="$here/overrides.txt"
 stamp="$venv/.requirements.sha256"
 py="${PYTHON:-python3}"

@@ -1,0 +1,129 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ue-prefect/ue-prefect/tests/rig"
+)
+
+// runTime reads a timestamp field of a flow run as the server reports it.
+func runTime(t *testing.T, run map[string]any, key string) time.Time {
+	t.Helper()
+	s, _ := run[key].(string)
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("flow run %s = %q: %v", key, s, err)
+	}
+	return ts
+}
+
+// checkScheduledStart launches ok/ok 5 s ahead and waits: the run is created
+// SCHEDULED at that time and starts no earlier.
+func checkScheduledStart(t *testing.T, env *rig.Env) {
+	t.Helper()
+	launched := time.Now()
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "ok/ok", "UE_PREFECT_WAIT", "true", "UE_PREFECT_POLL_INTERVAL", "1",
+		"UE_PREFECT_START_AT", "5s"))
+	wantExit(t, r, 0, "Task executed successfully.")
+	if !strings.Contains(r.stderr, "Scheduled to start at ") {
+		t.Errorf("stderr does not say when the run is due:\n%s", r.stderr)
+	}
+	run, err := env.Server.ReadFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := runTime(t, run, "expected_start_time")
+	started := runTime(t, run, "start_time")
+	if due.Before(launched.Add(5*time.Second)) || due.After(launched.Add(5*time.Second+r.elapsed)) {
+		t.Errorf("expected_start_time %s, want 5 s after the launch at %s", due, launched)
+	}
+	if started.Before(due) {
+		t.Errorf("the run started at %s, before its scheduled start %s", started, due)
+	}
+	if !strings.Contains(r.str("idempotency_key"), ":start=in5s") {
+		t.Errorf("idempotency key %q does not carry the start", r.str("idempotency_key"))
+	}
+}
+
+// TestE2E_ScheduledStart: a run scheduled 5 s ahead starts no earlier.
+func TestE2E_ScheduledStart(t *testing.T) {
+	t.Parallel()
+	checkScheduledStart(t, e2e(t))
+}
+
+// TestE2E_StartDeadline: a deployment nobody serves hits the start deadline
+// with exit 41; the run is left SCHEDULED, or CANCELLED when asked.
+func TestE2E_StartDeadline(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	tests := []struct {
+		name   string
+		cancel string
+		state  string
+	}{
+		{"left", "false", "SCHEDULED"},
+		{"cancelled", "true", "CANCELLED"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "idle/idle", "UE_PREFECT_WAIT", "true", "UE_PREFECT_POLL_INTERVAL", "1",
+				"UE_PREFECT_START_DEADLINE", "3", "UE_PREFECT_CANCEL_ON_DEADLINE", tc.cancel))
+			wantExit(t, r, 41, "Start Deadline: flow run")
+			if r.doc.Error == nil || r.doc.Error.Code != "start_deadline" {
+				t.Errorf("error = %+v, want code start_deadline", r.doc.Error)
+			}
+			if r.elapsed > 90*time.Second {
+				t.Errorf("took %s for a 3 s deadline", r.elapsed)
+			}
+			run, err := env.Server.ReadFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rig.StateType(run); got != tc.state {
+				t.Errorf("flow run is %s on Prefect, want %s", got, tc.state)
+			}
+			if tc.state == "SCHEDULED" {
+				_ = env.Server.CancelFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id")) // tidy up
+			}
+		})
+	}
+}
+
+// TestE2E_Prefect2: the same plugin against a Prefect 2.20 server and
+// runner: a scheduled start, and parameter values checked against the
+// schema as each deployment says (2.x does not enforce by default).
+func TestE2E_Prefect2(t *testing.T) {
+	t.Parallel()
+	if testing.Short() && !rig.Required() {
+		t.Skip("-short: the Prefect 2 rig costs a second server")
+	}
+	env := rig.SharedPrefect2(t)
+	t.Run("scheduled start", func(t *testing.T) {
+		t.Parallel()
+		checkScheduledStart(t, env)
+	})
+	t.Run("schema not enforced: warn and launch", func(t *testing.T) {
+		t.Parallel()
+		r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "typed/typed-lax", "UE_PREFECT_PARAMETERS", `{"parameters":{"count":"abc"}}`))
+		wantExit(t, r, 0, "Task executed successfully.")
+		if !strings.Contains(r.stderr, `parameter "count"`) || !strings.Contains(r.stderr, "integer") {
+			t.Errorf("no warning naming count and its type:\n%s", r.stderr)
+		}
+		_ = env.Server.CancelFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id")) // tidy up
+	})
+	t.Run("schema enforced: exit 20, nothing created", func(t *testing.T) {
+		t.Parallel()
+		did, err := env.Server.DeploymentID(ctxT(t, 30*time.Second), "typed", "typed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "typed/typed", "UE_PREFECT_PARAMETERS", `{"parameters":{"count":"abc"}}`))
+		wantExit(t, r, 20, `Data Validation Error: Parameters (JSON): deployment "typed" enforces its parameter schema: parameter "count"`)
+		if runs, _ := env.Server.FlowRunsByDeployment(ctxT(t, 30*time.Second), did); len(runs) != 0 {
+			t.Errorf("%d runs of typed/typed exist; want none", len(runs))
+		}
+	})
+}
