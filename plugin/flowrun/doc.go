@@ -36,11 +36,15 @@
 //     cancelling the flow run within the grace period.
 //   - list.go: the list actions, and the names in not-found and ambiguity
 //     errors.
+//   - schedule.go: the scheduled start (resolved once against the host's
+//     wall clock), the start deadline, and the readiness warnings.
+//   - paramschema.go: parameter values against the deployment's schema.
 //
 // What they share: http.go sends requests, checks answers and retries
 // them; clock.go keeps time, in milliseconds throughout; finish.go builds
 // the outcome; config.go validates the input fields.
 //
-// This package imports only package abi, gjson and the standard library,
-// and no part of the standard library that does I/O or reads the clock.
+// This package imports only package abi, gjson, google/jsonschema-go and the
+// standard library, and no part of the standard library that does I/O or
+// reads the clock.
 package flowrun
