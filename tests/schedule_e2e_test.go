@@ -75,6 +75,10 @@ func TestE2E_StartDeadline(t *testing.T) {
 			if r.doc.Error == nil || r.doc.Error.Code != "start_deadline" {
 				t.Errorf("error = %+v, want code start_deadline", r.doc.Error)
 			}
+			// idle/idle is registered but nobody serves it: Prefect says NOT_READY.
+			if n := strings.Count(r.stderr, "is NOT_READY"); n != 1 {
+				t.Errorf("readiness warning appears %d times, want once:\n%s", n, r.stderr)
+			}
 			if r.elapsed > 90*time.Second {
 				t.Errorf("took %s for a 3 s deadline", r.elapsed)
 			}
