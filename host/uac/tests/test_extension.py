@@ -66,6 +66,9 @@ def server_fields(**kw):
         "outage_budget": None,
         "allow_insecure_http": False,
         "cloud_api_url": None,
+        "start_at": None,
+        "start_deadline": None,
+        "cancel_on_deadline": False,
     }
     f.update(kw)
     return f
@@ -227,7 +230,8 @@ MAPPING_CASES = [
         "additional_params": True, "parameters": '{"parameters": {"x": 1}}', "wait": True,
         "polling_interval": 5, "max_polls": 7, "output_options": ["No Metadata"], "cancel_on_cancel": True,
         "cancel_grace": 12, "stream_logs": True, "idempotency_key": "k-1", "outage_budget": 60,
-        "allow_insecure_http": True, "cloud_api_url": "https://cloud.example/api"},
+        "allow_insecure_http": True, "cloud_api_url": "https://cloud.example/api",
+        "start_at": "10m", "start_deadline": 300, "cancel_on_deadline": True},
      {"PREFECT_API_KEY": "pnu_tok", "PREFECT_CLOUD_API_URL": "https://cloud.example/api",
       "UE_PREFECT_WORKSPACE": "acme/prod", "UE_PREFECT_DEPLOYMENT": "etl/nightly",
       "UE_PREFECT_FLOW_RUN_NAME": "nightly-1", "UE_PREFECT_PARAMETERS": '{"parameters": {"x": 1}}',
@@ -235,6 +239,7 @@ MAPPING_CASES = [
       "UE_PREFECT_INCLUDE_METADATA": "No Metadata", "UE_PREFECT_CANCEL_ON_INTERRUPT": "true",
       "UE_PREFECT_CANCEL_GRACE": "12", "UE_PREFECT_STREAM_LOGS": "true", "UE_PREFECT_IDEMPOTENCY_KEY": "k-1",
       "UE_PREFECT_OUTAGE_BUDGET": "60", "UE_PREFECT_ALLOW_INSECURE_HTTP": "true",
+      "UE_PREFECT_START_AT": "10m", "UE_PREFECT_START_DEADLINE": "300", "UE_PREFECT_CANCEL_ON_DEADLINE": "true",
       "UE_PREFECT_STOP_ON_STDIN_CLOSE": "true"}),
     ("cloud: key in Password when no Token; parameters hidden unless Additional is on", {
         "credentials": {"user": None, "password": "pnu_pw", "token": None},
@@ -346,6 +351,9 @@ def test_wait_updates_output_fields_live_and_in_order(extension):
     ("unsupported action", dict(action=["delete_everything"]), 20, "Data Validation Error: Action: "),
     ("polling timeout", dict(deployment=["sleepy/sleepy"], wait=True, polling_interval=1, max_polls=1), 40,
      "Polling Timeout: maximum polling timeout reached."),
+    ("start in the past", dict(start_at="2020-01-01T00:00:00Z"), 20, "Data Validation Error: Start At: "),
+    ("start deadline", dict(deployment=["idle/idle"], wait=True, polling_interval=1, start_deadline=2), 41,
+     "Start Deadline: flow run "),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_exit_codes_and_descriptions(extension, server, name, fields, rc, prefix):
     _, result = run(extension, server_fields(**fields))

@@ -55,7 +55,7 @@ INPUT_FIELDS = (
     "action", "credentials", "workspace", "deployment", "flow_run_name", "additional_params",
     "parameters", "wait", "polling_interval", "max_polls", "output_options", "api_url",
     "cancel_on_cancel", "cancel_grace", "stream_logs", "idempotency_key", "outage_budget",
-    "allow_insecure_http", "cloud_api_url",
+    "allow_insecure_http", "cloud_api_url", "start_at", "start_deadline", "cancel_on_deadline",
 )
 
 ACTION_LAUNCH = "launch_flow_run"
@@ -161,6 +161,10 @@ def build_env(fields):
     put("UE_PREFECT_OUTAGE_BUDGET", fields.get("outage_budget"))
     if _bool(fields.get("allow_insecure_http")):
         env["UE_PREFECT_ALLOW_INSECURE_HTTP"] = "true"
+    put("UE_PREFECT_START_AT", fields.get("start_at"))
+    put("UE_PREFECT_START_DEADLINE", fields.get("start_deadline"))
+    if _bool(fields.get("cancel_on_deadline")):
+        env["UE_PREFECT_CANCEL_ON_DEADLINE"] = "true"
     # Cancel closes stdin: the binary's graceful stop on every platform.
     env["UE_PREFECT_STOP_ON_STDIN_CLOSE"] = "true"
     return env
