@@ -99,12 +99,17 @@ func TestE2E_StartDeadline(t *testing.T) {
 // TestE2E_Prefect2: the same plugin against a Prefect 2.20 server and
 // runner: a scheduled start, and parameter values checked against the
 // schema as each deployment says (2.x does not enforce by default).
+// Not parallel with the other tests: a second server on 2 cores starves
+// SQLite; it runs alone and stops its rig when done.
 func TestE2E_Prefect2(t *testing.T) {
-	t.Parallel()
 	if testing.Short() && !rig.Required() {
 		t.Skip("-short: the Prefect 2 rig costs a second server")
 	}
 	env := rig.SharedPrefect2(t)
+	t.Cleanup(func() {
+		env.Flows.Stop()
+		env.Server.Stop()
+	})
 	t.Run("scheduled start", func(t *testing.T) {
 		t.Parallel()
 		checkScheduledStart(t, env)
