@@ -1,0 +1,902 @@
+package host
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+)
+
+// Batched reads.
+const (
+	// MaxBatch is the most flow runs one POST /flow_runs/filter reads, the
+	// server's page limit.
+	MaxBatch = 200
+	// DefaultBatchWindow is how long a due read waits for others to share
+	// its request.
+	DefaultBatchWindow = time.Second
+)
+
+// MonitorConfig configures a Monitor. Target, APIBase and Credential are
+// those of RunConfig and apply to every run.
+type MonitorConfig struct {
+	Target     string
+	APIBase    *url.URL
+	UIBase     string
+	Credential Credential
+	// Transport carries requests; nil means NewTransport().
+	Transport http.RoundTripper
+	// Clock supplies time; nil means RealClock().
+	Clock Clock
+	// RequestTimeout and MaxResponseBytes are as in RunConfig.
+	RequestTimeout   time.Duration
+	MaxResponseBytes int64
+	UserAgent        string
+
+	// Store keeps unfinished runs' checkpoints; nil means a new
+	// MemoryStore. Give a FileStore or your own to survive a restart.
+	Store Store
+	// Instances is how many plugin instances step runs; 0 means 2.
+	Instances int
+	// BatchWindow is how long a due read waits for others to share its
+	// request; 0 means DefaultBatchWindow.
+	BatchWindow time.Duration
+	// MaxInFlight bounds concurrent requests other than batched reads
+	// (deployment reads, creates); 0 means 16.
+	MaxInFlight int
+
+	// OnOutcome receives each run's outcome, once per process; the run is
+	// deleted from the Store after it returns, so an outcome whose
+	// delivery a crash interrupted is delivered again after the restart.
+	OnOutcome func(key string, out abi.RunOutput)
+	// Log receives each run's lines for people.
+	Log func(key string, l abi.LogRecord)
+	// Progress receives each run's output fields when they change.
+	Progress func(key string, f abi.OutputFields)
+}
+
+// Monitor follows many flow runs with a few plugin instances. A waiting
+// run is its checkpoint, parked until its next event: the end of its sleep,
+// an HTTP answer, or an early wake. The state machine decides everything;
+// the Monitor only carries out its commands. Reads of runs due in the same
+// window go out together as POST /flow_runs/filter, up to MaxBatch ids per
+// request, and each machine gets its row as the answer to its own GET
+// /flow_runs/{id}.
+type Monitor struct {
+	rt    *Runtime
+	cfg   MonitorConfig
+	clock Clock
+	doer  *httpDoer
+	store Store
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sem    chan struct{}
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signals jobs
+	jobs      []job
+	runs      map[string]*mrun
+	byRun     map[string][]*mrun // flow run id → runs following it
+	sleeping  sleepHeap
+	queues    map[string]*pollQueue // API prefix → reads waiting for a batch
+	holdUntil time.Duration         // no request before this (a Retry-After)
+	noBatch   bool                  // the server has no /flow_runs/filter
+	kick      chan struct{}
+	closed    bool
+	reqs      Counters
+}
+
+// Counters counts a Monitor's requests.
+type Counters struct {
+	// Batches is the number of POST /flow_runs/filter requests sent, and
+	// BatchedReads the reads they answered.
+	Batches, BatchedReads int64
+	// Direct is the number of other requests.
+	Direct int64
+}
+
+// Watch is one followed run.
+type Watch struct{ r *mrun }
+
+// Key returns the run's key.
+func (w *Watch) Key() string { return w.r.key }
+
+// Done is closed when the outcome is known.
+func (w *Watch) Done() <-chan struct{} { return w.r.done }
+
+// Outcome returns the run's outcome once Done is closed: the exit code,
+// status description and result the CLI would report.
+func (w *Watch) Outcome() abi.RunOutput {
+	<-w.r.done
+	return w.r.out
+}
+
+// Fields returns the latest output fields.
+func (w *Watch) Fields() abi.OutputFields {
+	w.r.m.mu.Lock()
+	defer w.r.m.mu.Unlock()
+	return w.r.fields
+}
+
+type mrun struct {
+	m      *Monitor
+	key    string
+	cp     []byte
+	fields abi.OutputFields
+	done   chan struct{}
+	out    abi.RunOutput
+
+	// Set while parked in a sleep (guarded by m.mu).
+	heapIdx  int
+	due      time.Duration
+	sleepFor time.Duration
+	wakeable bool
+	// lastOK is set when the last answer was a 2xx HTTP response: a sleep
+	// commanded right after one waits for news, not a retry backoff, so it
+	// may end early.
+	lastOK bool
+	prefix string // the API prefix of its last poll
+}
+
+type job struct {
+	r      *mrun
+	in     abi.StepInput
+	cohort *cohort
+	saved  chan error // the first step's save, for Launch
+}
+
+// NewMonitor starts a Monitor on rt and resumes every run in the store.
+// It runs until Close or until ctx ends.
+func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, error) {
+	if cfg.APIBase == nil {
+		return nil, fmt.Errorf("host: MonitorConfig.APIBase is required")
+	}
+	if cfg.Target != abi.TargetCloud && cfg.Target != abi.TargetServer {
+		return nil, fmt.Errorf("host: MonitorConfig.Target %q is not %q or %q", cfg.Target, abi.TargetCloud, abi.TargetServer)
+	}
+	m := &Monitor{rt: rt, cfg: cfg, clock: cfg.Clock, store: cfg.Store,
+		runs: map[string]*mrun{}, byRun: map[string][]*mrun{}, queues: map[string]*pollQueue{},
+		kick: make(chan struct{}, 1)}
+	m.cond = sync.NewCond(&m.mu)
+	if m.clock == nil {
+		m.clock = RealClock()
+	}
+	if m.store == nil {
+		m.store = NewMemoryStore()
+	}
+	if m.cfg.BatchWindow <= 0 {
+		m.cfg.BatchWindow = DefaultBatchWindow
+	}
+	if m.cfg.Instances <= 0 {
+		m.cfg.Instances = 2
+	}
+	if m.cfg.MaxInFlight <= 0 {
+		m.cfg.MaxInFlight = 16
+	}
+	m.sem = make(chan struct{}, m.cfg.MaxInFlight)
+	rtp := cfg.Transport
+	if rtp == nil {
+		rtp = NewTransport()
+	}
+	timeout := cfg.RequestTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	maxBody := cfg.MaxResponseBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxResponseBytes
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "ue-prefect/" + rt.info.PluginVersion
+	}
+	m.doer = newHTTPDoer(cfg.APIBase, rtp, cfg.Credential, m.clock, maxBody, timeout, ua)
+	saved, err := m.store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("host: loading the checkpoint store: %w", err)
+	}
+	var steppers []*stepper
+	for range m.cfg.Instances {
+		s, err := rt.newStepper(ctx)
+		if err != nil {
+			for _, s := range steppers {
+				s.close(ctx)
+			}
+			return nil, err
+		}
+		steppers = append(steppers, s)
+	}
+	m.ctx, m.cancel = context.WithCancel(ctx)
+	for _, s := range steppers {
+		m.wg.Add(1)
+		go m.worker(s)
+	}
+	m.wg.Add(1)
+	go m.loop()
+	for key, cp := range saved {
+		r := m.newRun(key)
+		r.cp = cp
+		in := m.baseInput()
+		in.Checkpoint = cp
+		m.push(job{r: r, in: abi.StepInput{Input: &in}})
+	}
+	return m, nil
+}
+
+func (m *Monitor) baseInput() abi.RunInput {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	in := abi.RunInput{Target: m.cfg.Target, APIBase: m.cfg.APIBase.String(), UIBase: m.cfg.UIBase,
+		Seed: binary.LittleEndian.Uint64(b[:]) | 1, InvocationID: randomID(), NowMS: m.nowMS()}
+	return in
+}
+
+func (m *Monitor) nowMS() int64 { return m.clock.Since().Milliseconds() }
+
+// newRun registers a run under key (m.mu not held).
+func (m *Monitor) newRun(key string) *mrun {
+	r := &mrun{m: m, key: key, done: make(chan struct{}), heapIdx: -1}
+	m.mu.Lock()
+	m.runs[key] = r
+	m.mu.Unlock()
+	return r
+}
+
+// Launch starts following a run under key, which is also its idempotency
+// key unless fields name another: launching the same key again, here or
+// after a restart, never creates a second flow run. Wait defaults to
+// "true". With fields.FlowRunID set it follows that existing run instead.
+// When Launch returns without error the run is in the store. A key that is
+// already being followed returns its Watch.
+func (m *Monitor) Launch(key string, fields abi.Fields) (*Watch, error) {
+	if key == "" {
+		return nil, fmt.Errorf("host: Monitor.Launch: empty key")
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("host: Monitor is closed")
+	}
+	if r, ok := m.runs[key]; ok {
+		m.mu.Unlock()
+		return &Watch{r}, nil
+	}
+	m.mu.Unlock()
+	if fields.Wait == "" {
+		fields.Wait = "true"
+	}
+	if fields.IdempotencyKey == "" && fields.FlowRunID == "" {
+		fields.IdempotencyKey = key
+	}
+	in := m.baseInput()
+	in.Fields = fields
+	r := m.newRun(key)
+	saved := make(chan error, 1)
+	m.push(job{r: r, in: abi.StepInput{Input: &in}, saved: saved})
+	select {
+	case err := <-saved:
+		if err != nil {
+			return &Watch{r}, fmt.Errorf("host: saving the run's checkpoint: %w", err)
+		}
+	case <-m.ctx.Done():
+		return nil, m.ctx.Err()
+	}
+	return &Watch{r}, nil
+}
+
+// Follow follows the existing flow run flowRunID under key.
+func (m *Monitor) Follow(key, flowRunID string) (*Watch, error) {
+	return m.Launch(key, abi.Fields{FlowRunID: flowRunID})
+}
+
+// Watch returns the run followed under key, or nil. After a restart it
+// finds the runs resumed from the store.
+func (m *Monitor) Watch(key string) *Watch {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.runs[key]; ok {
+		return &Watch{r}
+	}
+	return nil
+}
+
+// Len returns how many runs are being followed.
+func (m *Monitor) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.runs)
+}
+
+// Requests returns the request counters.
+func (m *Monitor) Requests() Counters {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reqs
+}
+
+// Waker ends a run's wait early, for an event source (Prefect's events
+// socket) that hears a flow run change before the next poll. The machine
+// then reads the run and decides; an event alone concludes nothing.
+type Waker interface {
+	// Wake ends the wait of every run following flowRunID, if it is
+	// waiting for news rather than backing off, and reports how many.
+	Wake(flowRunID string) int
+	// Watched lists the flow run ids being followed.
+	Watched() []string
+}
+
+var _ Waker = (*Monitor)(nil)
+
+// Wake implements Waker.
+func (m *Monitor) Wake(flowRunID string) int {
+	m.mu.Lock()
+	var woke []*mrun
+	for _, r := range m.byRun[strings.ToLower(flowRunID)] {
+		if r.heapIdx >= 0 && r.wakeable {
+			heap.Remove(&m.sleeping, r.heapIdx)
+			woke = append(woke, r)
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range woke {
+		m.wakeJob(r)
+	}
+	return len(woke)
+}
+
+// Watched implements Waker.
+func (m *Monitor) Watched() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.byRun))
+	for id := range m.byRun {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Close stops the Monitor. Unfinished runs stay in the store as they were
+// after their last step; a new Monitor on the same store resumes them.
+func (m *Monitor) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+func (m *Monitor) stopped() bool { return m.ctx.Err() != nil }
+
+// push queues a step for a worker.
+func (m *Monitor) push(j job) {
+	m.mu.Lock()
+	m.jobs = append(m.jobs, j)
+	m.cond.Signal()
+	m.mu.Unlock()
+}
+
+func (m *Monitor) wakeJob(r *mrun) {
+	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS()}}}})
+}
+
+func (m *Monitor) worker(s *stepper) {
+	defer m.wg.Done()
+	defer func() { s.close(context.Background()) }()
+	for {
+		m.mu.Lock()
+		for len(m.jobs) == 0 && !m.closed {
+			m.cond.Wait()
+		}
+		if m.closed {
+			m.mu.Unlock()
+			return
+		}
+		j := m.jobs[0]
+		m.jobs[0] = job{}
+		m.jobs = m.jobs[1:]
+		m.mu.Unlock()
+		var err error
+		if s, err = m.advance(s, j); err != nil {
+			return
+		}
+	}
+}
+
+// advance steps one run from one event until it waits for something, and
+// parks it or hands its command on. It returns the stepper to use next
+// (a fresh one after a plugin fault).
+func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
+	r, in := j.r, j.in
+	parked := false
+	defer func() {
+		if j.cohort != nil && !parked {
+			m.cohortDone(j.cohort, nil)
+		}
+	}()
+	for {
+		if m.stopped() {
+			return s, nil
+		}
+		out, err := s.step(m.ctx, in)
+		if err != nil {
+			if m.stopped() {
+				return s, nil
+			}
+			s.close(m.ctx)
+			var nerr error
+			if s, nerr = m.rt.newStepper(m.ctx); nerr != nil {
+				return nil, nerr
+			}
+			m.finish(r, faultOutput(err))
+			if j.saved != nil {
+				j.saved <- nil
+			}
+			return s, nil
+		}
+		r.cp = out.Checkpoint
+		serr := m.store.Save(r.key, r.cp)
+		if j.saved != nil {
+			j.saved <- serr
+			j.saved = nil
+		}
+		if serr != nil {
+			m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not save the checkpoint: " + serr.Error()})
+		}
+		var last *abi.Command
+		for i := range out.Commands {
+			c := &out.Commands[i]
+			switch c.Kind {
+			case abi.CommandLog:
+				m.log(r, *c.Log)
+			case abi.CommandProgress:
+				m.progress(r, c.Progress.Fields)
+			default:
+				last = c
+			}
+		}
+		if last == nil {
+			m.finish(r, faultOutput(errors.New("the state machine stopped without a command")))
+			return s, nil
+		}
+		switch last.Kind {
+		case abi.CommandCredential:
+			cred := abi.CredentialResponse{Scheme: m.cfg.Credential.Scheme(), Source: m.cfg.Credential.Source()}
+			in = abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventCredential, Credential: &cred}}
+			continue
+		case abi.CommandFinish:
+			m.finish(r, *last.Finish)
+		case abi.CommandSleep:
+			parked = true
+			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, j.cohort)
+		case abi.CommandHTTP:
+			m.request(r, *last.HTTP)
+		default:
+			m.finish(r, faultOutput(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
+		}
+		return s, nil
+	}
+}
+
+func (m *Monitor) log(r *mrun, l abi.LogRecord) {
+	if f := m.cfg.Log; f != nil {
+		f(r.key, l)
+	}
+}
+
+func (m *Monitor) progress(r *mrun, f abi.OutputFields) {
+	m.mu.Lock()
+	if id := strings.ToLower(f.FlowRunID); id != "" && !strings.EqualFold(r.fields.FlowRunID, id) {
+		m.byRun[id] = append(m.byRun[id], r)
+	}
+	r.fields = f
+	m.mu.Unlock()
+	if p := m.cfg.Progress; p != nil {
+		p(r.key, f)
+	}
+}
+
+// finish hands the outcome over and forgets the run.
+func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
+	if m.stopped() {
+		return
+	}
+	r.out = out
+	if f := m.cfg.OnOutcome; f != nil {
+		f(r.key, out)
+	}
+	if err := m.store.Delete(r.key); err != nil {
+		m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not delete the checkpoint: " + err.Error()})
+	}
+	m.mu.Lock()
+	delete(m.runs, r.key)
+	if id := strings.ToLower(r.fields.FlowRunID); id != "" {
+		rs := m.byRun[id]
+		for i, x := range rs {
+			if x == r {
+				rs = append(rs[:i], rs[i+1:]...)
+				break
+			}
+		}
+		if len(rs) == 0 {
+			delete(m.byRun, id)
+		} else {
+			m.byRun[id] = rs
+		}
+	}
+	m.mu.Unlock()
+	close(r.done)
+}
+
+// park puts r to sleep for d. In a cohort (the runs of one failed batch)
+// it waits for the others, so that they all wake together at the latest of
+// their times and their retries share one request again.
+func (m *Monitor) park(r *mrun, d time.Duration, c *cohort) {
+	m.mu.Lock()
+	r.due = m.clock.Since() + d
+	r.sleepFor = d
+	r.wakeable = r.lastOK
+	m.mu.Unlock()
+	if c != nil {
+		m.cohortDone(c, r)
+		return
+	}
+	m.mu.Lock()
+	heap.Push(&m.sleeping, r)
+	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *Monitor) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// cohort gathers the runs answered by one failed batch until each has
+// either parked (its retry sleep) or gone elsewhere.
+type cohort struct {
+	left   int
+	due    time.Duration
+	parked []*mrun
+}
+
+func (m *Monitor) cohortDone(c *cohort, r *mrun) {
+	m.mu.Lock()
+	c.left--
+	if r != nil {
+		c.parked = append(c.parked, r)
+		c.due = max(c.due, r.due)
+	}
+	last := c.left == 0
+	if last {
+		for _, p := range c.parked {
+			p.due = c.due
+			heap.Push(&m.sleeping, p)
+		}
+	}
+	m.mu.Unlock()
+	if last {
+		m.poke()
+	}
+}
+
+// pollPath matches a read of one flow run, with the Cloud workspace prefix.
+var pollPath = regexp.MustCompile(`^((?:/accounts/[0-9a-fA-F-]{36}/workspaces/[0-9a-fA-F-]{36})?)/flow_runs/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+
+// request carries out an HTTP command: a read of one flow run joins a
+// batch, anything else goes out alone.
+func (m *Monitor) request(r *mrun, req abi.HTTPRequest) {
+	if req.Method == http.MethodGet {
+		if sm := pollPath.FindStringSubmatch(req.Path); sm != nil {
+			m.mu.Lock()
+			if !m.noBatch {
+				m.enqueue(r, sm[1], strings.ToLower(sm[2]))
+				m.mu.Unlock()
+				return
+			}
+			m.mu.Unlock()
+		}
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		resp := m.direct(req)
+		if m.stopped() {
+			return
+		}
+		m.answer(r, resp, nil)
+	}()
+}
+
+// direct sends one request, after any Retry-After the server asked for.
+func (m *Monitor) direct(req abi.HTTPRequest) abi.HTTPResponse {
+	select {
+	case m.sem <- struct{}{}:
+	case <-m.ctx.Done():
+		return abi.HTTPResponse{Error: &abi.TransportError{Kind: abi.TransportInterrupted, Message: "the monitor is closing"}}
+	}
+	defer func() { <-m.sem }()
+	m.waitHold()
+	m.mu.Lock()
+	m.reqs.Direct++
+	m.mu.Unlock()
+	resp := m.doer.do(m.ctx, req)
+	m.noteHold(resp)
+	return resp
+}
+
+func (m *Monitor) waitHold() {
+	m.mu.Lock()
+	d := m.holdUntil - m.clock.Since()
+	m.mu.Unlock()
+	if d > 0 {
+		_ = m.clock.Sleep(m.ctx, d)
+	}
+}
+
+// noteHold holds every request back until a Retry-After has passed.
+func (m *Monitor) noteHold(resp abi.HTTPResponse) {
+	if resp.RetryAfterMS <= 0 || (resp.Status != http.StatusTooManyRequests && resp.Status != http.StatusServiceUnavailable) {
+		return
+	}
+	until := m.clock.Since() + time.Duration(min(resp.RetryAfterMS, 5*60*1000))*time.Millisecond
+	m.mu.Lock()
+	m.holdUntil = max(m.holdUntil, until)
+	m.mu.Unlock()
+}
+
+// answer steps r with an HTTP response.
+func (m *Monitor) answer(r *mrun, resp abi.HTTPResponse, c *cohort) {
+	resp.NowMS = m.nowMS()
+	r.lastOK = resp.Error == nil && resp.Status >= 200 && resp.Status < 300
+	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventHTTP, HTTP: &resp}}, cohort: c})
+}
+
+// pollQueue holds the reads waiting for one batch.
+type pollQueue struct {
+	prefix  string
+	items   []pollItem
+	flushAt time.Duration
+}
+
+type pollItem struct {
+	r  *mrun
+	id string
+}
+
+// enqueue adds a read to its prefix's queue (m.mu held). The first read of
+// a window also wakes, early, sleepers whose read would come soon anyway,
+// to fill the request up to MaxBatch: reads then fall into step and one
+// request per MaxBatch runs serves each interval.
+func (m *Monitor) enqueue(r *mrun, prefix, id string) {
+	r.prefix = prefix
+	q := m.queues[prefix]
+	if q == nil {
+		q = &pollQueue{prefix: prefix}
+		m.queues[prefix] = q
+	}
+	q.items = append(q.items, pollItem{r, id})
+	if len(q.items) >= MaxBatch {
+		batch := q.items[:MaxBatch:MaxBatch]
+		q.items = append([]pollItem(nil), q.items[MaxBatch:]...)
+		m.sendBatch(q.prefix, batch)
+	}
+	if len(q.items) == 1 {
+		q.flushAt = max(m.clock.Since()+m.cfg.BatchWindow, m.holdUntil)
+		m.pickRiders(q)
+		m.poke()
+	}
+}
+
+// pickRiders wakes sleepers whose read the open batch can carry (m.mu
+// held): only runs waiting for news (not backing off), of the same API
+// prefix, past half of their sleep, nearest first, and only as many as
+// the batch has room for after the runs due within the window.
+func (m *Monitor) pickRiders(q *pollQueue) {
+	dueSoon := 0
+	var cands []*mrun
+	for _, s := range m.sleeping {
+		switch {
+		case s.due <= q.flushAt:
+			dueSoon++
+		case s.wakeable && s.prefix == q.prefix && s.due-q.flushAt <= s.sleepFor/2:
+			cands = append(cands, s)
+		}
+	}
+	room := MaxBatch - (len(q.items)+dueSoon)%MaxBatch
+	if room == MaxBatch || len(cands) == 0 {
+		return
+	}
+	sortByDue(cands)
+	if len(cands) > room {
+		cands = cands[:room]
+	}
+	for _, s := range cands {
+		heap.Remove(&m.sleeping, s.heapIdx)
+		m.jobs = append(m.jobs, job{r: s, in: abi.StepInput{Checkpoint: s.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS()}}}})
+	}
+	m.cond.Broadcast()
+}
+
+func sortByDue(rs []*mrun) {
+	for i := 1; i < len(rs); i++ { // insertion sort: candidates are few
+		for j := i; j > 0 && rs[j].due < rs[j-1].due; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// sendBatch sends one batch in the background (m.mu held).
+func (m *Monitor) sendBatch(prefix string, items []pollItem) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.batch(prefix, items)
+	}()
+}
+
+// batch reads items with one POST /flow_runs/filter and answers each
+// machine as if it had read its own run: its row with 200, or 404 when the
+// run is not in the answer (deleted). A failed request answers every
+// machine with the failure, so each applies its own retry and outage
+// budget; their retry sleeps are then aligned (see cohort) so the retry is
+// one request again, and a Retry-After holds every request back.
+func (m *Monitor) batch(prefix string, items []pollItem) {
+	m.waitHold()
+	if m.stopped() {
+		return
+	}
+	ids := make([]string, 0, len(items))
+	seen := map[string]bool{}
+	for _, it := range items {
+		if !seen[it.id] {
+			seen[it.id] = true
+			ids = append(ids, it.id)
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"flow_runs": map[string]any{"id": map[string]any{"any_": ids}}, "limit": MaxBatch})
+	m.mu.Lock()
+	m.reqs.Batches++
+	m.reqs.BatchedReads += int64(len(items))
+	m.mu.Unlock()
+	resp := m.doer.do(m.ctx, abi.HTTPRequest{Method: http.MethodPost, Path: prefix + "/flow_runs/filter", Body: body})
+	if m.stopped() {
+		return
+	}
+	m.noteHold(resp)
+	if resp.Error == nil && (resp.Status == http.StatusNotFound || resp.Status == http.StatusMethodNotAllowed) {
+		// No filter endpoint (a proxy that allows only single reads): read
+		// one by one from now on.
+		m.mu.Lock()
+		m.noBatch = true
+		m.mu.Unlock()
+		for _, it := range items {
+			m.request(it.r, abi.HTTPRequest{Method: http.MethodGet, Path: prefix + "/flow_runs/" + it.id})
+		}
+		return
+	}
+	var rows []json.RawMessage
+	if resp.Error != nil || resp.Status < 200 || resp.Status > 299 || json.Unmarshal(resp.Body, &rows) != nil {
+		// A failure, or an answer that is not a list: every machine sees it
+		// as the answer to its own read and decides.
+		c := &cohort{left: len(items)}
+		for _, it := range items {
+			m.answer(it.r, resp, c)
+		}
+		return
+	}
+	byID := make(map[string]json.RawMessage, len(rows))
+	for _, row := range rows {
+		var h struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(row, &h) == nil {
+			byID[strings.ToLower(h.ID)] = row
+		}
+	}
+	for _, it := range items {
+		if row, ok := byID[it.id]; ok {
+			m.answer(it.r, abi.HTTPResponse{Status: http.StatusOK, Body: row}, nil)
+		} else {
+			m.answer(it.r, abi.HTTPResponse{Status: http.StatusNotFound, Body: json.RawMessage(`{"detail":"Flow run not found"}`)}, nil)
+		}
+	}
+}
+
+// loop wakes sleepers when they are due and sends batches when their
+// window closes.
+func (m *Monitor) loop() {
+	defer m.wg.Done()
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return
+		}
+		now := m.clock.Since()
+		for len(m.sleeping) > 0 && m.sleeping[0].due <= now {
+			r := heap.Pop(&m.sleeping).(*mrun)
+			m.jobs = append(m.jobs, job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: now.Milliseconds()}}}})
+			m.cond.Signal()
+		}
+		next := time.Duration(-1)
+		for _, q := range m.queues {
+			if len(q.items) == 0 {
+				continue
+			}
+			if q.flushAt <= now {
+				m.sendBatch(q.prefix, q.items)
+				q.items = nil
+				continue
+			}
+			if next < 0 || q.flushAt < next {
+				next = q.flushAt
+			}
+		}
+		if len(m.sleeping) > 0 && (next < 0 || m.sleeping[0].due < next) {
+			next = m.sleeping[0].due
+		}
+		m.cond.Broadcast()
+		m.mu.Unlock()
+		if next < 0 {
+			select {
+			case <-m.kick:
+			case <-m.ctx.Done():
+				return
+			}
+			continue
+		}
+		wctx, cancel := context.WithCancel(m.ctx)
+		go func() {
+			select {
+			case <-m.kick:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		_ = m.clock.Sleep(wctx, next-now)
+		cancel()
+		if m.stopped() {
+			return
+		}
+	}
+}
+
+// sleepHeap orders parked runs by due time.
+type sleepHeap []*mrun
+
+func (h sleepHeap) Len() int           { return len(h) }
+func (h sleepHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h sleepHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *sleepHeap) Push(x any) {
+	r := x.(*mrun)
+	r.heapIdx = len(*h)
+	*h = append(*h, r)
+}
+func (h *sleepHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	r.heapIdx = -1
+	*h = old[:len(old)-1]
+	return r
+}

@@ -1,0 +1,146 @@
+package host
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Store keeps the checkpoints of a Monitor's unfinished runs, so that a
+// new process resumes them. A Monitor saves a run's checkpoint after every
+// step, before it carries out the step's commands, and deletes it once the
+// run's outcome has been handed over. Embedders with a database implement
+// it over a table of (key, checkpoint).
+//
+// A Monitor calls the methods from several goroutines, but never two at
+// once for the same key. It never modifies a checkpoint slice after Save,
+// so an implementation may keep it without copying.
+type Store interface {
+	// Save records checkpoint as the latest state of the run key.
+	Save(key string, checkpoint []byte) error
+	// Delete forgets the run key; deleting an unknown key is not an error.
+	Delete(key string) error
+	// Load returns every saved run, key → checkpoint.
+	Load() (map[string][]byte, error)
+}
+
+// MemoryStore is a Store in memory: it outlives a Monitor (a new Monitor
+// on the same store resumes its runs) but not the process.
+type MemoryStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{m: map[string][]byte{}} }
+
+// Save implements Store.
+func (s *MemoryStore) Save(key string, cp []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = cp
+	return nil
+}
+
+// Delete implements Store.
+func (s *MemoryStore) Delete(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+// Load implements Store.
+func (s *MemoryStore) Load() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(s.m))
+	for k, v := range s.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// FileStore is a Store in a directory: one file per run, replaced
+// atomically (written aside, synced, renamed) on every save.
+type FileStore struct{ dir string }
+
+// NewFileStore returns a FileStore in dir, creating it (mode 0700) if needed.
+func NewFileStore(dir string) (*FileStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("host: checkpoint store: %w", err)
+	}
+	return &FileStore{dir: dir}, nil
+}
+
+type fileRecord struct {
+	Key        string          `json:"key"`
+	Checkpoint json.RawMessage `json:"checkpoint"`
+}
+
+func (s *FileStore) path(key string) string {
+	return filepath.Join(s.dir, base64.RawURLEncoding.EncodeToString([]byte(key))+".json")
+}
+
+// Save implements Store.
+func (s *FileStore) Save(key string, cp []byte) error {
+	b, err := json.Marshal(fileRecord{Key: key, Checkpoint: cp})
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), s.path(key))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Delete implements Store.
+func (s *FileStore) Delete(key string) error {
+	if err := os.Remove(s.path(key)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// Load implements Store. Files that do not decode are reported, not
+// skipped: a run must not be forgotten silently.
+func (s *FileStore) Load() (map[string][]byte, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		var r fileRecord
+		if err := json.Unmarshal(b, &r); err != nil || r.Key == "" {
+			return nil, fmt.Errorf("host: checkpoint store: %s does not decode", e.Name())
+		}
+		out[r.Key] = r.Checkpoint
+	}
+	return out, nil
+}
