@@ -84,3 +84,22 @@ func ExampleValidateAPIBase() {
 	// http://127.0.0.1:4200/api <nil>
 	// <nil> "http://prefect.example.com/api" uses plain http to a host that is not loopback; use https, or allow insecure http explicitly
 }
+
+// Follow many flow runs from one process: each waiting run is a parked
+// checkpoint in the store, not a live plugin instance, and the runs' polls
+// go out together, up to 200 per request. Keep the store (here a
+// directory) across restarts and every unfinished run resumes, with no
+// second launch; each outcome is what the CLI would report.
+func ExampleMonitor() {
+	ctx := context.Background()
+	rt, _ := host.NewRuntime(ctx, host.PluginWasm)
+	defer rt.Close(ctx)
+	base, _ := host.ValidateAPIBase("http://127.0.0.1:4200/api", false)
+	store, _ := host.NewFileStore("/var/lib/scheduler/prefect-runs")
+	mon, _ := host.NewMonitor(ctx, rt, host.MonitorConfig{Target: abi.TargetServer, APIBase: base,
+		Credential: host.NoCredential(), Store: store,
+		OnOutcome: func(key string, out abi.RunOutput) { fmt.Println(key, out.ExitCode, out.StatusDescription) }})
+	defer mon.Close()
+	mon.Launch("nightly-2026-11-28", abi.Fields{Deployment: "etl/nightly"}) // the key is the idempotency key
+	mon.Follow("adhoc-17", "0b6c2f4e-1d1a-4a39-9a57-58c9b3f0b5aa")           // a run launched elsewhere
+}

@@ -182,6 +182,12 @@ type FaultProxy struct {
 	gen      int
 	tunnels  map[*tunnel]bool
 	tunneled int
+
+	// Rate limit: at most rateN requests in any rateWindow; admitted holds
+	// the admission times within the last window.
+	rateN      int
+	rateWindow time.Duration
+	admitted   []time.Time
 }
 
 // tunnel is one websocket relayed byte for byte.
@@ -190,6 +196,38 @@ type tunnel struct {
 	mu               sync.Mutex
 	frozen           bool
 	thaw             chan struct{}
+}
+
+// RateLimit makes the proxy admit at most n requests in any sliding window
+// of length window (Prefect Cloud's limits are per minute) and answer the
+// others 429 with Retry-After: the whole seconds until one is admitted
+// again, as a rate-limited API does. n <= 0 turns it off. Refused requests
+// are recorded with Fault "rate-limit".
+func (p *FaultProxy) RateLimit(n int, window time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rateN, p.rateWindow, p.admitted = n, window, nil
+}
+
+// admit applies the rate limit; it returns 0 to admit, or the seconds to
+// wait.
+func (p *FaultProxy) admit(now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rateN <= 0 {
+		return 0
+	}
+	i := 0
+	for i < len(p.admitted) && now.Sub(p.admitted[i]) >= p.rateWindow {
+		i++
+	}
+	p.admitted = p.admitted[i:]
+	if len(p.admitted) < p.rateN {
+		p.admitted = append(p.admitted, now)
+		return 0
+	}
+	wait := p.admitted[0].Add(p.rateWindow).Sub(now)
+	return int((wait + time.Second - 1) / time.Second)
 }
 
 // NewFaultProxy starts a proxy in front of upstreamURL (e.g.
@@ -394,6 +432,13 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if err != nil {
 		ex.Err = "read request body: " + err.Error()
+		return
+	}
+	if wait := p.admit(start); wait > 0 {
+		ex.Fault = "rate-limit"
+		w.Header().Set("Retry-After", fmt.Sprint(wait))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"detail": "rate limited"})
+		ex.Status = http.StatusTooManyRequests
 		return
 	}
 	f, _ := p.match(r.Method, r.URL.Path)

@@ -1,0 +1,135 @@
+// Command monitorproc is the process the Monitor bench measures: it
+// follows every flow run id of a file through one host.Monitor and reports
+// the outcomes, the Monitor's request counters and its own peak RSS.
+//
+//	monitorproc -api URL -ids FILE -interval S -out FILE
+//
+// It prints "following N" once every run is in the Monitor, then
+// "done {json}" with the summary, and writes id → {exit, state} to -out.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host"
+)
+
+type outcome struct {
+	Exit  int    `json:"exit"`
+	State string `json:"state"`
+	Desc  string `json:"desc,omitempty"`
+}
+
+func main() {
+	api := flag.String("api", "", "Prefect API URL")
+	idsFile := flag.String("ids", "", "file of flow run ids, one a line")
+	interval := flag.Int("interval", 60, "poll interval, seconds")
+	outFile := flag.String("out", "", "outcomes file")
+	instances := flag.Int("instances", 2, "plugin instances")
+	cacheDir := flag.String("cache-dir", "", "compile cache")
+	flag.Parse()
+	if err := run(*api, *idsFile, *interval, *outFile, *instances, *cacheDir); err != nil {
+		fmt.Fprintln(os.Stderr, "monitorproc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(api, idsFile string, interval int, outFile string, instances int, cacheDir string) error {
+	ctx := context.Background()
+	t0 := time.Now()
+	raw, err := os.ReadFile(idsFile)
+	if err != nil {
+		return err
+	}
+	ids := strings.Fields(string(raw))
+	var opts []host.RuntimeOption
+	if cacheDir != "" {
+		opts = append(opts, host.WithCacheDir(cacheDir))
+	}
+	rt, err := host.NewRuntime(ctx, host.PluginWasm, opts...)
+	if err != nil {
+		return err
+	}
+	defer rt.Close(ctx)
+	base, err := host.ValidateAPIBase(api, false)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	outs := make(map[string]outcome, len(ids))
+	all := make(chan struct{})
+	warns := 0
+	m, err := host.NewMonitor(ctx, rt, host.MonitorConfig{
+		Target: abi.TargetServer, APIBase: base, Credential: host.NoCredential(), Instances: instances,
+		OnOutcome: func(key string, out abi.RunOutput) {
+			var r struct {
+				State string `json:"flow_run_state"`
+			}
+			_ = json.Unmarshal(out.Result, &r)
+			mu.Lock()
+			defer mu.Unlock()
+			o := outcome{Exit: out.ExitCode, State: r.State}
+			if out.ExitCode != 0 && r.State != "FAILED" {
+				o.Desc = out.StatusDescription
+			}
+			outs[key] = o
+			if len(outs) == len(ids) {
+				close(all)
+			}
+		},
+		Log: func(_ string, l abi.LogRecord) {
+			if l.Level == abi.LevelWarn || l.Level == abi.LevelError {
+				mu.Lock()
+				warns++
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	pi := fmt.Sprint(interval)
+	for _, id := range ids {
+		if _, err := m.Launch(id, abi.Fields{FlowRunID: id, PollInterval: pi, IncludeMetadata: "false"}); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("following %d after %s\n", len(ids), time.Since(t0).Round(time.Millisecond))
+	<-all
+	elapsed := time.Since(t0)
+	b, _ := json.Marshal(outs)
+	if err := os.WriteFile(outFile, b, 0o600); err != nil {
+		return err
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	sum, _ := json.Marshal(map[string]any{
+		"runs": len(ids), "elapsed_ms": elapsed.Milliseconds(), "vmhwm_kib": vmHWM(),
+		"requests": m.Requests(), "warnings": warns,
+	})
+	fmt.Fprintf(w, "done %s\n", sum)
+	return nil
+}
+
+// vmHWM is this process's peak resident set, KiB.
+func vmHWM() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
+			return kib
+		}
+	}
+	return 0
+}
