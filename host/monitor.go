@@ -382,10 +382,15 @@ func (m *Monitor) Close() error {
 
 func (m *Monitor) stopped() bool { return m.ctx.Err() != nil }
 
-// push queues a step for a worker.
+// push queues a step for a worker. A first step, which a Launch waits
+// for, goes ahead of the others.
 func (m *Monitor) push(j job) {
 	m.mu.Lock()
-	m.jobs = append(m.jobs, j)
+	if j.saved != nil {
+		m.jobs = append([]job{j}, m.jobs...)
+	} else {
+		m.jobs = append(m.jobs, j)
+	}
 	m.cond.Signal()
 	m.mu.Unlock()
 }
