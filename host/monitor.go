@@ -73,6 +73,12 @@ type MonitorConfig struct {
 // window go out together as POST /flow_runs/filter, up to MaxBatch ids per
 // request, and each machine gets its row as the answer to its own GET
 // /flow_runs/{id}.
+//
+// A Monitor lives long, so give it a Runtime on compiled code: from a warm
+// compile cache, or WithoutCache. With a cold cache NewRuntime runs the
+// plugin in the interpreter for the life of that Runtime (right for one
+// short CLI run, several times slower per step here); after its WaitCache,
+// a new Runtime loads the compiled code.
 type Monitor struct {
 	rt    *Runtime
 	cfg   MonitorConfig
@@ -675,10 +681,16 @@ func (m *Monitor) answer(r *mrun, resp abi.HTTPResponse, c *cohort) {
 
 // pollQueue holds the reads waiting for one batch.
 type pollQueue struct {
-	prefix  string
-	items   []pollItem
-	flushAt time.Duration
+	prefix   string
+	items    []pollItem
+	flushAt  time.Duration
+	extended int // windows added because steps were still queued
 }
+
+// maxExtend bounds how many more windows a batch waits for the steps still
+// queued (runs woken but not yet stepped, whose reads would join it): when
+// stepping lags (a busy machine), batches then still fill.
+const maxExtend = 4
 
 type pollItem struct {
 	r  *mrun
@@ -845,9 +857,13 @@ func (m *Monitor) loop() {
 			if len(q.items) == 0 {
 				continue
 			}
+			if q.flushAt <= now && len(m.jobs) > 0 && len(q.items) < MaxBatch && q.extended < maxExtend {
+				q.flushAt = now + m.cfg.BatchWindow
+				q.extended++
+			}
 			if q.flushAt <= now {
 				m.sendBatch(q.prefix, q.items)
-				q.items = nil
+				q.items, q.extended = nil, 0
 				continue
 			}
 			if next < 0 || q.flushAt < next {

@@ -125,13 +125,17 @@ func BenchmarkMonitor(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building monitorproc: %v\n%s", err, out)
 	}
+	monCache := filepath.Join(tmpRoot, "monitor-cache")
+	if out, err := exec.Command(proc, "-warm", "-cache-dir", monCache).CombinedOutput(); err != nil {
+		b.Fatalf("monitorproc -warm: %v\n%s", err, out)
+	}
 	proxy := rig.NewFaultProxy(s.URL)
 	defer proxy.Close()
 	proxy.RateLimit(625, time.Minute)
 
 	outFile := filepath.Join(tmpRoot, "monitor-outcomes.json")
 	cmd := exec.Command(proc, "-api", proxy.URL(), "-ids", idsFile, "-interval", fmt.Sprint(int(interval/time.Second)),
-		"-out", outFile, "-cache-dir", tl.warmDir)
+		"-out", outFile, "-cache-dir", monCache)
 	cmd.Env = cleanEnv(nil)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr strings.Builder

@@ -36,7 +36,22 @@ func main() {
 	outFile := flag.String("out", "", "outcomes file")
 	instances := flag.Int("instances", 2, "plugin instances")
 	cacheDir := flag.String("cache-dir", "", "compile cache")
+	warm := flag.Bool("warm", false, "only fill the compile cache, then exit")
 	flag.Parse()
+	if *warm {
+		// The plugin runs compiled only from a warm cache; a cold one means
+		// the interpreter, which is no Monitor's steady state.
+		rt, err := host.NewRuntime(context.Background(), host.PluginWasm, host.WithCacheDir(*cacheDir))
+		if err == nil {
+			rt.WaitCache(context.Background())
+			err = rt.Close(context.Background())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "monitorproc:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*api, *idsFile, *interval, *outFile, *instances, *cacheDir); err != nil {
 		fmt.Fprintln(os.Stderr, "monitorproc:", err)
 		os.Exit(1)
