@@ -21,7 +21,7 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// 5. Monitor: many runs in one process
+// 6. Monitor: many runs in one process
 
 var monitorOnce once
 
@@ -267,7 +267,7 @@ func BenchmarkMonitor(b *testing.B) {
 	limitedAnswered = limited // each refused request was answered 429 with Retry-After; the runs' outcomes show none was lost
 	perInterval := float64(steadyReads) / 2
 	goalReads := (n + 199) / 200
-	table := fmt.Sprintf("== 5. Monitor: %d flow runs in one process, real server, behind a proxy admitting 625 requests/min ==\n", n)
+	table := fmt.Sprintf("== 6. Monitor: %d flow runs in one process, real server, behind a proxy admitting 625 requests/min ==\n", n)
 	table += fmt.Sprintf("   command: UE_PREFECT_BENCH_MONITOR_N=%d UE_PREFECT_BENCH_MONITOR_INTERVAL=%d go test -run '^$' -bench Monitor ./tests/bench/\n", n, int(interval/time.Second))
 	table += fmt.Sprintf("   setup: %d runs created through the API in %s; monitorproc %s; set_state on all in %s\n",
 		n, created.Round(time.Second), strings.TrimPrefix(following, "following "), driven.Round(time.Second))
