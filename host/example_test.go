@@ -101,5 +101,5 @@ func ExampleMonitor() {
 		OnOutcome: func(key string, out abi.RunOutput) { fmt.Println(key, out.ExitCode, out.StatusDescription) }})
 	defer mon.Close()
 	mon.Launch("nightly-2026-11-28", abi.Fields{Deployment: "etl/nightly"}) // the key is the idempotency key
-	mon.Follow("adhoc-17", "0b6c2f4e-1d1a-4a39-9a57-58c9b3f0b5aa")           // a run launched elsewhere
+	mon.Follow("adhoc-17", "0b6c2f4e-1d1a-4a39-9a57-58c9b3f0b5aa")          // a run launched elsewhere
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/events"
 )
 
 // Batched reads.
@@ -60,6 +61,11 @@ type MonitorConfig struct {
 	// deleted from the Store after it returns, so an outcome whose
 	// delivery a crash interrupted is delivered again after the restart.
 	OnOutcome func(key string, out abi.RunOutput)
+	// Events, if set, ends a run's poll sleep as soon as Prefect reports an
+	// event for its flow run (abi.WakeOn; NewEventHub, one per process);
+	// the machine then reads the run and decides. Polling stays the floor.
+	Events EventSource
+
 	// Log receives each run's lines for people.
 	Log func(key string, l abi.LogRecord)
 	// Progress receives each run's output fields when they change.
@@ -112,6 +118,8 @@ type Counters struct {
 	Batches, BatchedReads int64
 	// Direct is the number of other requests.
 	Direct int64
+	// Woken is the number of poll sleeps an event ended early.
+	Woken int64
 }
 
 // Watch is one followed run.
@@ -149,12 +157,16 @@ type mrun struct {
 	heapIdx  int
 	due      time.Duration
 	sleepFor time.Duration
+	// wakeable is set for a sleep that waits for news (the machine sent
+	// abi.WakeOn: a poll), never for a retry backoff: only such a sleep
+	// may end early, for a batch with room or an event.
 	wakeable bool
-	// lastOK is set when the last answer was a 2xx HTTP response: a sleep
-	// commanded right after one waits for news, not a retry backoff, so it
-	// may end early.
-	lastOK bool
-	prefix string // the API prefix of its last poll
+	// pending is set when an event came while the run was not in a
+	// wakeable sleep; its next one then ends at once.
+	pending bool
+	unsub   func() // the events subscription, if any
+	subKey  string
+	prefix  string // the API prefix of its last poll
 }
 
 type job struct {
@@ -333,9 +345,11 @@ func (m *Monitor) Requests() Counters {
 	return m.reqs
 }
 
-// Waker ends a run's wait early, for an event source (Prefect's events
-// socket) that hears a flow run change before the next poll. The machine
-// then reads the run and decides; an event alone concludes nothing.
+// Waker ends a run's wait early, for an event source of the embedder's
+// own that hears a flow run change before the next poll (with
+// MonitorConfig.Events the Monitor subscribes to Prefect's events itself).
+// The machine then reads the run and decides; an event alone concludes
+// nothing.
 type Waker interface {
 	// Wake ends the wait of every run following flowRunID, if it is
 	// waiting for news rather than backing off, and reports how many.
@@ -353,14 +367,49 @@ func (m *Monitor) Wake(flowRunID string) int {
 	for _, r := range m.byRun[strings.ToLower(flowRunID)] {
 		if r.heapIdx >= 0 && r.wakeable {
 			heap.Remove(&m.sleeping, r.heapIdx)
+			m.reqs.Woken++
 			woke = append(woke, r)
 		}
 	}
 	m.mu.Unlock()
 	for _, r := range woke {
-		m.wakeJob(r)
+		m.wakeJob(r, true)
 	}
 	return len(woke)
+}
+
+// event ends r's poll sleep for an event on its flow run, or keeps the
+// event for its next one. It runs on the event source's goroutine.
+func (m *Monitor) event(r *mrun) {
+	m.mu.Lock()
+	if r.heapIdx >= 0 && r.wakeable {
+		heap.Remove(&m.sleeping, r.heapIdx)
+		m.reqs.Woken++
+		m.mu.Unlock()
+		m.wakeJob(r, true)
+		return
+	}
+	r.pending = true
+	m.mu.Unlock()
+}
+
+// subscribe follows r's flow run on the event source, once per run.
+func (m *Monitor) subscribe(r *mrun, on *abi.WakeOn) {
+	if m.cfg.Events == nil || on == nil || on.FlowRunID == "" {
+		return
+	}
+	key := on.EventsPath + " " + strings.ToLower(on.FlowRunID)
+	if r.subKey == key {
+		return
+	}
+	if r.unsub != nil {
+		r.unsub()
+		r.unsub = nil
+	}
+	r.subKey = key
+	if stop, err := m.cfg.Events.Subscribe(on.EventsPath, on.FlowRunID, func(events.Event) { m.event(r) }); err == nil {
+		r.unsub = stop
+	}
 }
 
 // Watched implements Waker.
@@ -401,8 +450,8 @@ func (m *Monitor) push(j job) {
 	m.mu.Unlock()
 }
 
-func (m *Monitor) wakeJob(r *mrun) {
-	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS()}}}})
+func (m *Monitor) wakeJob(r *mrun, woken bool) {
+	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS(), Woken: woken}}}})
 }
 
 func (m *Monitor) worker(s *stepper) {
@@ -493,7 +542,8 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 			m.finish(r, *last.Finish)
 		case abi.CommandSleep:
 			parked = true
-			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, j.cohort)
+			m.subscribe(r, last.Sleep.WakeOn)
+			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, j.cohort)
 		case abi.CommandHTTP:
 			m.request(r, *last.HTTP)
 		default:
@@ -527,6 +577,9 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 		return
 	}
 	r.out = out
+	if r.unsub != nil {
+		r.unsub()
+	}
 	if f := m.cfg.OnOutcome; f != nil {
 		f(r.key, out)
 	}
@@ -556,11 +609,18 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 // park puts r to sleep for d. In a cohort (the runs of one failed batch)
 // it waits for the others, so that they all wake together at the latest of
 // their times and their retries share one request again.
-func (m *Monitor) park(r *mrun, d time.Duration, c *cohort) {
+func (m *Monitor) park(r *mrun, d time.Duration, wakeable bool, c *cohort) {
 	m.mu.Lock()
 	r.due = m.clock.Since() + d
 	r.sleepFor = d
-	r.wakeable = r.lastOK
+	r.wakeable = wakeable
+	if wakeable && r.pending && c == nil {
+		r.pending = false
+		m.reqs.Woken++
+		m.mu.Unlock()
+		m.wakeJob(r, true)
+		return
+	}
 	m.mu.Unlock()
 	if c != nil {
 		m.cohortDone(c, r)
@@ -675,7 +735,6 @@ func (m *Monitor) noteHold(resp abi.HTTPResponse) {
 // answer steps r with an HTTP response.
 func (m *Monitor) answer(r *mrun, resp abi.HTTPResponse, c *cohort) {
 	resp.NowMS = m.nowMS()
-	r.lastOK = resp.Error == nil && resp.Status >= 200 && resp.Status < 300
 	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventHTTP, HTTP: &resp}}, cohort: c})
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
 
@@ -40,14 +41,18 @@ func newMonitorRig(t *testing.T, env *rig.Env) *monitorRig {
 	return mr
 }
 
-func (mr *monitorRig) start(t *testing.T, store host.Store) *host.Monitor {
+func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSource) *host.Monitor {
 	t.Helper()
 	base, err := host.ValidateAPIBase(mr.proxy.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var src host.EventSource
+	if len(ev) > 0 {
+		src = ev[0]
+	}
 	m, err := host.NewMonitor(context.Background(), mr.rt, host.MonitorConfig{
-		Target: abi.TargetServer, APIBase: base, Credential: host.NoCredential(), Store: store,
+		Target: abi.TargetServer, APIBase: base, Credential: host.NoCredential(), Store: store, Events: src,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			mr.mu.Lock()
 			defer mr.mu.Unlock()
@@ -351,5 +356,41 @@ func TestE2E_MonitorBatchRetry(t *testing.T) {
 	}
 	if refused != 2 {
 		t.Errorf("%d refused batches, want 2", refused)
+	}
+}
+
+// TestE2E_MonitorEvents: with an events hub, runs polled only every 60 s
+// end when Prefect's events say so, each confirmed by a (batched) read.
+func TestE2E_MonitorEvents(t *testing.T) {
+	env := e2e(t)
+	mr := newMonitorRig(t, env)
+	base, err := host.ValidateAPIBase(mr.proxy.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := host.NewEventHub(events.Config{APIBase: base}, host.NoCredential())
+	defer hub.Close()
+	m := mr.start(t, nil, hub)
+	defer m.Close()
+	tag := fmt.Sprintf("mone-%d", time.Now().UnixNano())
+	keys := []string{tag + "-0", tag + "-1"}
+	for _, k := range keys {
+		if _, err := m.Launch(k, abi.Fields{Deployment: "ok/ok", PollInterval: "60"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs := mr.waitOutcomes(t, keys, 3*time.Minute)
+	for _, k := range keys {
+		if outs[k].ExitCode != 0 {
+			t.Errorf("%s: exit %d: %s", k, outs[k].ExitCode, outs[k].StatusDescription)
+		}
+	}
+	if got := m.Requests(); got.Woken == 0 {
+		t.Errorf("no sleep was ended by an event: %+v", got)
+	}
+	for _, ex := range mr.proxy.Log() {
+		if ex.Method == "GET" && flowRunPath.MatchString(ex.Path) {
+			t.Errorf("a single read %s: event wakes are read in batches too", ex.Path)
+		}
 	}
 }
