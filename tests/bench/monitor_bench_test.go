@@ -76,19 +76,19 @@ func retry(f func() error) error {
 }
 
 // BenchmarkMonitor follows N flow runs (UE_PREFECT_BENCH_MONITOR_N,
-// default 10,000) with one host.Monitor in a child process, behind a proxy
+// default 1,000; the figure is 10,000) with one host.Monitor in a child process, behind a proxy
 // that admits 625 requests a minute (Prefect Cloud's Hobby limit). The runs
 // are created through the API on an unserved deployment, and once the
 // Monitor has followed them for two poll intervals
-// (UE_PREFECT_BENCH_MONITOR_INTERVAL seconds, default 15) they are driven
+// (UE_PREFECT_BENCH_MONITOR_INTERVAL seconds, default 20) they are driven
 // to COMPLETED, or FAILED for every tenth, with set_state.
 func BenchmarkMonitor(b *testing.B) {
 	if monitorOnce.replay(b) {
 		return
 	}
 	tl := need(b)
-	n := envInt("UE_PREFECT_BENCH_MONITOR_N", 10000)
-	interval := time.Duration(envInt("UE_PREFECT_BENCH_MONITOR_INTERVAL", 15)) * time.Second
+	n := envInt("UE_PREFECT_BENCH_MONITOR_N", 1000)
+	interval := time.Duration(envInt("UE_PREFECT_BENCH_MONITOR_INTERVAL", 20)) * time.Second
 	s := server(b, false)
 	load0 := loadavg()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
