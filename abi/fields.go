@@ -135,8 +135,11 @@ func ParseInt(name, v string) (int64, *Error) {
 
 // Clip shortens a value the user gave to at most 80 bytes (and an
 // ellipsis) for a message, cutting on a character boundary.
-func Clip(v string) string {
-	const max = 80
+func Clip(v string) string { return ClipTo(v, 80) }
+
+// ClipTo shortens v to at most max bytes (and an ellipsis), cutting on a
+// character boundary.
+func ClipTo(v string, max int) string {
 	if len(v) <= max {
 		return v
 	}

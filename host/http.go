@@ -108,6 +108,25 @@ type httpDoer struct {
 
 var errCrossOrigin = errors.New("redirect outside the API origin")
 
+// newDoer is newHTTPDoer with the defaults of RunConfig and MonitorConfig
+// applied: the production transport, DefaultRequestTimeout,
+// DefaultMaxResponseBytes and a User-Agent naming the plugin's version.
+func (r *Runtime) newDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clock, timeout time.Duration, maxBody int64, ua string) *httpDoer {
+	if rt == nil {
+		rt = NewTransport()
+	}
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	if maxBody <= 0 {
+		maxBody = DefaultMaxResponseBytes
+	}
+	if ua == "" {
+		ua = "ue-prefect/" + r.info.PluginVersion
+	}
+	return newHTTPDoer(base, rt, cred, clock, maxBody, timeout, ua)
+}
+
 func newHTTPDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clock, maxBody int64, timeout time.Duration, ua string) *httpDoer {
 	d := &httpDoer{base: base, cred: cred, clock: clock, maxBody: maxBody, timeout: timeout, userAgent: ua}
 	d.client = &http.Client{

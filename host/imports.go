@@ -110,23 +110,7 @@ func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, 
 	if cs.intr == nil {
 		cs.intr = NewInterrupter()
 	}
-	rt := cfg.Transport
-	if rt == nil {
-		rt = NewTransport()
-	}
-	timeout := cfg.RequestTimeout
-	if timeout <= 0 {
-		timeout = DefaultRequestTimeout
-	}
-	maxBody := cfg.MaxResponseBytes
-	if maxBody <= 0 {
-		maxBody = DefaultMaxResponseBytes
-	}
-	ua := cfg.UserAgent
-	if ua == "" {
-		ua = "ue-prefect/" + r.info.PluginVersion
-	}
-	cs.doer = newHTTPDoer(cfg.APIBase, rt, cfg.Credential, cs.clock, maxBody, timeout, ua)
+	cs.doer = r.newDoer(cfg.APIBase, cfg.Transport, cfg.Credential, cs.clock, cfg.RequestTimeout, cfg.MaxResponseBytes, cfg.UserAgent)
 	grace := cfg.Grace
 	if grace <= 0 {
 		grace = abi.DefaultCancelGrace * time.Second

@@ -205,23 +205,7 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 		m.cfg.MaxInFlight = 16
 	}
 	m.sem = make(chan struct{}, m.cfg.MaxInFlight)
-	rtp := cfg.Transport
-	if rtp == nil {
-		rtp = NewTransport()
-	}
-	timeout := cfg.RequestTimeout
-	if timeout <= 0 {
-		timeout = DefaultRequestTimeout
-	}
-	maxBody := cfg.MaxResponseBytes
-	if maxBody <= 0 {
-		maxBody = DefaultMaxResponseBytes
-	}
-	ua := cfg.UserAgent
-	if ua == "" {
-		ua = "ue-prefect/" + rt.info.PluginVersion
-	}
-	m.doer = newHTTPDoer(cfg.APIBase, rtp, cfg.Credential, m.clock, maxBody, timeout, ua)
+	m.doer = rt.newDoer(cfg.APIBase, cfg.Transport, cfg.Credential, m.clock, cfg.RequestTimeout, cfg.MaxResponseBytes, cfg.UserAgent)
 	saved, err := m.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("host: loading the checkpoint store: %w", err)

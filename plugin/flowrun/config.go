@@ -328,16 +328,7 @@ func jsonKind(v gjson.Result) string {
 func clip(v string) string { return abi.Clip(v) }
 
 // clipTo shortens v to at most max bytes and an ellipsis.
-func clipTo(v string, max int) string {
-	if len(v) <= max {
-		return v
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(v[i]) {
-		i--
-	}
-	return v[:i] + "…"
-}
+func clipTo(v string, max int) string { return abi.ClipTo(v, max) }
 
 // IsUUID reports whether s is a UUID in its canonical 8-4-4-4-12 hex form.
 func IsUUID(s string) bool {

@@ -1173,10 +1173,14 @@ func BenchmarkEventsWait(b *testing.B) {
 		{"ue-prefect --wait (60 s interval), socket cut mid-wait", func(id string) []string { return append(ue(""), "--flow-run-id", id) },
 			func() map[string]string { return map[string]string{"PREFECT_API_URL": cut.URL()} }, true, 0},
 		{"prefect flow-run watch", func(id string) []string { return []string{tl.prefect, "flow-run", "watch", id} },
-			func() map[string]string { return map[string]string{"PREFECT_API_URL": s.URL, "PREFECT_HOME": tl.prefHome} }, false, 0},
+			func() map[string]string {
+				return map[string]string{"PREFECT_API_URL": s.URL, "PREFECT_HOME": tl.prefHome}
+			}, false, 0},
 		{"prefect flow-run watch --timeout 150, socket refused (404)", func(id string) []string {
 			return []string{tl.prefect, "flow-run", "watch", id, "--timeout", "150"}
-		}, func() map[string]string { return map[string]string{"PREFECT_API_URL": refused.URL(), "PREFECT_HOME": tl.prefHome} }, false, -1},
+		}, func() map[string]string {
+			return map[string]string{"PREFECT_API_URL": refused.URL(), "PREFECT_HOME": tl.prefHome}
+		}, false, -1},
 	}
 	type watch struct {
 		run string
