@@ -1,0 +1,192 @@
+package uetemporal
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
+)
+
+// scripted answers the HTTP activity from a scenario; an exchange that
+// carries an interrupt signals the workflow before answering, as a SIGTERM
+// arriving while the request is in flight.
+type scripted struct {
+	mu     sync.Mutex
+	script *flowruntest.Script
+	signal func(abi.Interrupt)
+}
+
+func (s *scripted) HTTP(r abi.HTTPRequest) abi.HTTPResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ex, _ := s.script.Next(r.Method, r.Path)
+	if ex.Interrupt != nil {
+		s.signal(*ex.Interrupt)
+	}
+	return ex.Response
+}
+
+type outcome struct {
+	trace flowruntest.Trace
+	out   abi.RunOutput
+	runs  int // workflow runs (1 + continue-as-new count)
+	fails []string
+}
+
+// runScenario runs one scenario as a workflow under the test environment
+// (time skipping), delivering its interrupt as a signal, or as a workflow
+// cancellation when cancel is set. A workflow that continues as new is
+// started again from its ContinueAsNew input, as the server would.
+func runScenario(t *testing.T, sc *flowruntest.Scenario, stepsPerRun int, cancel bool) outcome {
+	t.Helper()
+	var o outcome
+	var suite testsuite.WorkflowTestSuite
+	script := flowruntest.NewScript(sc)
+	in := Input{Action: sc.Input.Action, Fields: sc.Input.Fields, InvocationID: sc.Input.InvocationID, Seed: sc.Input.Seed}
+	sleeps := 0
+	var clock time.Time
+	for o.runs = 1; ; o.runs++ {
+		if o.runs > 100 {
+			t.Fatal("the workflow keeps continuing as new")
+		}
+		env := suite.NewTestWorkflowEnvironment()
+		if !clock.IsZero() {
+			env.SetStartTime(clock) // the server's clock runs on across ContinueAsNew
+		}
+		interrupt := func(it abi.Interrupt) {
+			if cancel {
+				env.CancelWorkflow()
+			} else {
+				env.SignalWorkflow(SignalInterrupt, it)
+			}
+		}
+		wf := &Workflow{
+			StepsPerRun: stepsPerRun,
+			Trace:       o.trace.Call,
+			BeforeCommand: func(c abi.Command) {
+				if c.Kind == abi.CommandSleep {
+					if sleeps++; sleeps == sc.SleepInterrupt {
+						interrupt(*sc.Interrupt)
+					}
+				}
+			},
+		}
+		wf.Register(env)
+		acts := &Activities{
+			Effects: &scripted{script: script, signal: interrupt},
+			Conn:    Connection{Target: sc.Input.Target, APIBase: sc.Input.APIBase, UIBase: sc.Input.UIBase, Credential: sc.Credential},
+		}
+		acts.Register(env)
+		env.ExecuteWorkflow(WorkflowName, in)
+		if !env.IsWorkflowCompleted() {
+			t.Fatal("workflow did not complete")
+		}
+		clock = env.Now()
+		err := env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if err != nil && asContinueAsNew(err, &can) {
+			in = Input{}
+			if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("workflow error: %v", err)
+		}
+		if err := env.GetWorkflowResult(&o.out); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	o.trace.Finish(o.out)
+	if n := script.Unused(); n > 0 {
+		o.fails = append(o.fails, "scripted exchanges never requested")
+	}
+	return o
+}
+
+func scenarios(t *testing.T) map[string]*flowruntest.Scenario {
+	t.Helper()
+	files, err := filepath.Glob("../../plugin/flowrun/testdata/scenarios/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios: %v", err)
+	}
+	all := map[string]*flowruntest.Scenario{}
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := flowruntest.Parse(string(text))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		all[strings.TrimSuffix(filepath.Base(f), ".txt")] = sc
+	}
+	return all
+}
+
+func golden(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../plugin/flowrun/testdata/golden", name+".golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestGoldenScenarios: every golden scenario of the state machine gives
+// the identical trace as a workflow under the SDK's test environment, in
+// one workflow run and continuing as new after every answered command.
+func TestGoldenScenarios(t *testing.T) {
+	for name, sc := range scenarios(t) {
+		for _, tc := range []struct {
+			mode  string
+			steps int
+		}{{"one-run", 0}, {"continue-as-new-each-step", 1}} {
+			t.Run(name+"/"+tc.mode, func(t *testing.T) {
+				o := runScenario(t, sc, tc.steps, false)
+				got := o.trace.String()
+				if want := golden(t, name); got != want {
+					t.Errorf("trace differs from the golden (%d runs):\n--- got\n%s--- want\n%s", o.runs, got, want)
+				}
+				for _, f := range o.fails {
+					t.Error(f)
+				}
+			})
+		}
+	}
+}
+
+// TestCancellation: a workflow cancellation is an interrupt like SIGTERM
+// (exit 143) that the machine keeps being served after: the traces are the
+// goldens' with the reason "cancellation".
+func TestCancellation(t *testing.T) {
+	all := scenarios(t)
+	for _, name := range []string{"interrupt_cancel", "interrupt_cancel_terminal", "interrupt_leave", "interrupt_during_create"} {
+		t.Run(name, func(t *testing.T) {
+			sc := all[name]
+			if sc == nil {
+				t.Fatalf("no scenario %s", name)
+			}
+			o := runScenario(t, sc, 0, true)
+			want := strings.ReplaceAll(golden(t, name), "SIGTERM", CancelledReason)
+			if got := o.trace.String(); got != want {
+				t.Errorf("trace differs:\n--- got\n%s--- want\n%s", got, want)
+			}
+			if o.out.ExitCode != abi.ExitInterruptedSIGTERM {
+				t.Errorf("exit %d, want %d", o.out.ExitCode, abi.ExitInterruptedSIGTERM)
+			}
+		})
+	}
+}
