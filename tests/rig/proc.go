@@ -94,8 +94,9 @@ func keepRig() bool {
 	return v
 }
 
-// RepoRoot returns the module root (the nearest directory at or above the
-// working directory that holds go.mod).
+// RepoRoot returns the repository root: the nearest directory at or above
+// the working directory that holds go.mod and tests/rig (so a nested module,
+// host/temporal, finds the root too).
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -103,7 +104,9 @@ func RepoRoot() (string, error) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
+			if _, err := os.Stat(filepath.Join(dir, "tests", "rig")); err == nil {
+				return dir, nil
+			}
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
