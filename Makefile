@@ -16,14 +16,14 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e test.pyextism fuzz fuzz-short bench lint demo venv clean uac
+.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
 build: plugin $(BIN) ## build bin/ue-prefect (with the plugin embedded)
 
-$(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go') go.mod go.sum
+$(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go' -not -path 'host/temporal/*') go.mod go.sum
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./host/cmd/ue-prefect
 
 # The Universal Extension's bundled binaries: one per platform the extension supports.
@@ -61,7 +61,7 @@ test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a re
 	@mkdir -p bin && rm -f bin/test-report.txt
 	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 12m -p 1 ./tests/...
 	@cat bin/test-report.txt
-	$(MAKE) --no-print-directory test.pyextism test.wasm fuzz-short
+	$(MAKE) --no-print-directory test.pyextism test.temporal test.wasm fuzz-short
 
 test.unit: ## tests that need no Prefect server
 	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
@@ -77,6 +77,18 @@ test.pyextism: venv ## host/plugin.wasm over every golden scenario under the Pyt
 test.e2e: venv ## end-to-end tests only, against a real Prefect server
 	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80
 
+temporal: ## build bin/ue-prefect-temporal (the Temporal worker and starter; its own module)
+	cd host/temporal && $(GO) build -trimpath -o $(CURDIR)/bin/ue-prefect-temporal ./cmd/ue-prefect-temporal
+
+# host/temporal is its own module (the Temporal SDK stays out of ue-prefect's
+# dependencies), so the root `go test ./...` does not reach it.
+test.temporal: venv ## the Temporal workflow module: golden scenarios under testsuite, e2e on Temporal's dev server (reduced counts)
+	cd host/temporal && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+
+test.temporal-full: venv ## issue 10's full counts: 100 runs with the worker SIGKILLed, 1,000 parked runs on 2 slots
+	cd host/temporal && UE_PREFECT_TEMPORAL_RUNS=100 UE_PREFECT_TEMPORAL_PARKED=1000 \
+	  $(GO) test -count=1 -timeout 60m -v -run E2E ./... 2>&1 | tee $(CURDIR)/temporal-full.out | grep -E '^(=== RUN|--- |\s+e2e_test|ok|FAIL|PASS)'
+
 fuzz-short: ## each fuzzer for $(FUZZTIME)
 	@for f in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' abi plugin host | sed 's/func //' | sort -u); do \
 	  pkg=$$(grep -rlE "^func $$f\(" --include='*_test.go' abi plugin host | head -1 | xargs dirname); \
@@ -90,12 +102,13 @@ fuzz: ## each fuzzer for $(FUZZTIME_LONG)
 bench: build venv ## start-up and per-run figures, side by side with the Prefect CLI
 	$(GO) test -count=1 -timeout 45m -run '^$$' -bench . ./tests/bench/... 2>&1 | tee bench.out
 
-lint: ## go vet plus pinned staticcheck
+lint: ## go vet plus pinned staticcheck (both modules)
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd host/temporal && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 demo: build venv ## a local Prefect server, a demo flow, launched and awaited with ue-prefect
 	$(GO) run ./tests/cmd/demo
 
 clean: ## remove build outputs and the virtualenv
-	rm -rf bin dist $(VENV) .venv-prefect2 bench.out
+	rm -rf bin dist $(VENV) .venv-prefect2 bench.out temporal-full.out

@@ -204,20 +204,26 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 }
 
 // TestE2EWorkerKilledMidWait: N workflows launch flow runs on the real
-// Prefect server and wait; the worker is SIGKILLed while they wait and
-// started again; every workflow completes with exit 0 and its flow run
-// COMPLETED, and Prefect holds exactly one flow run per idempotency key.
+// Prefect server and wait (the flows pause themselves, so none can finish
+// before the kill); the worker is SIGKILLed while they wait and started
+// again; the test then resumes the paused flow runs, and every workflow
+// completes with exit 0 and its flow run COMPLETED, with exactly one flow
+// run per idempotency key on the server. The worker continues each
+// workflow as new every 3 steps, so checkpoints cross run boundaries on
+// the real server too; it runs at most 4 HTTP exchanges at once, which
+// keeps Prefect's SQLite from answering 503 to a burst of creates.
 func TestE2EWorkerKilledMidWait(t *testing.T) {
 	n := envInt("UE_PREFECT_TEMPORAL_RUNS", 20)
 	env := prefectRig(t)
 	srv := startDevServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	depID, err := env.Server.DeploymentID(ctx, "ok", "ok")
+	depID, err := env.Server.DeploymentID(ctx, "pause", "pause")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWorker(t, srv, env.Server, "kill-"+strconv.Itoa(n))
+	queue := "kill-" + strconv.Itoa(n)
+	w := newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "4")
 	w.start()
 	c, err := srv.client()
 	if err != nil {
@@ -225,38 +231,65 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	}
 	defer c.Close()
 	prefix := fmt.Sprintf("kill-%d-", time.Now().UnixNano())
+	began := time.Now()
 	runs := make([]client.WorkflowRun, n)
+	first := make([]string, n) // GetRunID follows the chain once Get has
 	for i := range runs {
-		in := Input{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", PollInterval: "2", Parameters: `{"parameters": {"seconds": 6}}`}}
-		runs[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + strconv.Itoa(i), TaskQueue: "kill-" + strconv.Itoa(n)}, WorkflowName, in)
+		in := Input{Fields: abi.Fields{Deployment: "pause/pause", Wait: "true", PollInterval: "3"}}
+		runs[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + strconv.Itoa(i), TaskQueue: queue}, WorkflowName, in)
 		if err != nil {
 			t.Fatal(err)
 		}
+		first[i] = runs[i].GetRunID()
 	}
 	key := func(i int) string { return "ue-prefect:" + depID + ":" + prefix + strconv.Itoa(i) }
-	// Mid-wait: every workflow has created its flow run.
-	waitFor(t, time.Duration(envInt("UE_PREFECT_TEMPORAL_CREATE_S", 300))*time.Second, "every flow run to be created", func() (bool, string) {
+	ids := make([]string, n)
+	waitFor(t, 10*time.Minute, "every flow run to be created", func() (bool, string) {
 		got := 0
 		for i := range n {
-			if r, err := env.Server.FlowRunsByIdempotencyKey(ctx, key(i)); err == nil && len(r) > 0 {
+			if ids[i] == "" {
+				if r, err := env.Server.FlowRunsByIdempotencyKey(ctx, key(i)); err == nil && len(r) > 0 {
+					ids[i], _ = r[0]["id"].(string)
+				}
+			}
+			if ids[i] != "" {
 				got++
 			}
 		}
-		closed := ""
-		for i := range min(n, 3) {
-			if d, err := c.DescribeWorkflowExecution(ctx, runs[i].GetID(), ""); err == nil && d.WorkflowExecutionInfo.CloseTime != nil {
-				var out abi.RunOutput
-				err := runs[i].Get(ctx, &out)
-				closed += fmt.Sprintf("; workflow %d closed: %v %s", i, err, out.StatusDescription)
-			}
-		}
-		return got == n, fmt.Sprintf("%d of %d created%s", got, n, closed)
+		return got == n, fmt.Sprintf("%d of %d created", got, n)
 	})
 	w.kill()
-	t.Logf("worker SIGKILLed with %d flow runs created", n)
+	t.Logf("worker SIGKILLed %v after the starts, with all %d flow runs created and waiting", time.Since(began).Round(time.Second), n)
 	time.Sleep(3 * time.Second)
 	w.start()
 
+	// Resume each flow run once it has paused (the runner starts at most
+	// 20 at a time, so later ones pause only after earlier ones finish).
+	stopResume := make(chan struct{})
+	resumed := make(chan int, 1)
+	go func() {
+		done := make([]bool, n)
+		count := 0
+		defer func() { resumed <- count }()
+		for count < n {
+			for i := range n {
+				if done[i] {
+					continue
+				}
+				if r, err := env.Server.ReadFlowRun(ctx, ids[i]); err == nil && rig.StateType(r) == "PAUSED" {
+					if env.Server.ResumeFlowRun(ctx, ids[i]) == nil {
+						done[i] = true
+						count++
+					}
+				}
+			}
+			select {
+			case <-stopResume:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	outs := make([]abi.RunOutput, n)
 	errs := make([]error, n)
@@ -265,6 +298,8 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 		go func() { defer wg.Done(); errs[i] = runs[i].Get(ctx, &outs[i]) }()
 	}
 	wg.Wait()
+	close(stopResume)
+	t.Logf("%d flow runs resumed; all workflows ended %v after the starts", <-resumed, time.Since(began).Round(time.Second))
 	completed := 0
 	for i := range n {
 		var res struct {
@@ -286,4 +321,113 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d completed with exit 0 and COMPLETED", completed, n)
+	continued := 0
+	for i := range runs {
+		if d, err := c.DescribeWorkflowExecution(ctx, runs[i].GetID(), ""); err == nil && d.WorkflowExecutionInfo.Execution.RunId != first[i] {
+			continued++
+		}
+	}
+	if continued != n {
+		t.Errorf("%d of %d workflows continued as new, want all (steps-per-run 3)", continued, n)
+	}
+}
+
+// parkedDeployment creates a deployment that nothing serves, so its flow
+// runs stay SCHEDULED and their workflows wait as long as they are asked to.
+func parkedDeployment(t *testing.T, ctx context.Context, p *rig.Server, name string) string {
+	t.Helper()
+	var flow, dep struct {
+		ID string `json:"id"`
+	}
+	st, body, err := p.Do(ctx, "POST", "/flows/", map[string]any{"name": name})
+	if err != nil || json.Unmarshal(body, &flow) != nil || flow.ID == "" {
+		t.Fatalf("create flow: %d %s %v", st, body, err)
+	}
+	st, body, err = p.Do(ctx, "POST", "/deployments/", map[string]any{"name": name, "flow_id": flow.ID})
+	if err != nil || json.Unmarshal(body, &dep) != nil || dep.ID == "" {
+		t.Fatalf("create deployment: %d %s %v", st, body, err)
+	}
+	return dep.ID
+}
+
+// TestE2EParkedRunsHoldNoSlot: M workflows wait on their flow runs at the
+// same time, served by a worker capped at 2 workflow-task and 2 activity
+// slots: a waiting run is a durable timer on the server, not a slot. Then
+// every one is interrupted (a signal, as SIGTERM) and ends with exit 143,
+// its flow run left SCHEDULED, as the CLI would.
+func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
+	m := envInt("UE_PREFECT_TEMPORAL_PARKED", 50)
+	env := prefectRig(t)
+	srv := startDevServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	name := fmt.Sprintf("parked-%d", time.Now().UnixNano())
+	depID := parkedDeployment(t, ctx, env.Server, name)
+	queue := "parked-" + strconv.Itoa(m)
+	w := newWorker(t, srv, env.Server, queue, "-max-workflow-tasks", "2", "-max-activities", "2")
+	w.start()
+	c, err := srv.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	runs := make([]client.WorkflowRun, m)
+	for i := range runs {
+		in := Input{Fields: abi.Fields{Deployment: name + "/" + name, Wait: "true", PollInterval: "3600"}}
+		runs[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: name + "-" + strconv.Itoa(i), TaskQueue: queue}, WorkflowName, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		_, body, err := env.Server.Do(ctx, "POST", "/flow_runs/count", map[string]any{"deployments": map[string]any{"id": map[string]any{"any_": []string{depID}}}})
+		n, _ := strconv.Atoi(string(body))
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	waitFor(t, 15*time.Minute, "every flow run to be created", func() (bool, string) {
+		n := count()
+		return n >= m, fmt.Sprintf("%d of %d created", n, m)
+	})
+	parked := time.Since(start)
+	// All M are open, each waiting on its hour-long poll timer.
+	open := 0
+	for i := range runs {
+		d, err := c.DescribeWorkflowExecution(ctx, runs[i].GetID(), "")
+		if err == nil && d.WorkflowExecutionInfo.CloseTime == nil {
+			open++
+		}
+	}
+	if open != m {
+		t.Fatalf("%d of %d workflows open while their flow runs wait, want all", open, m)
+	}
+	t.Logf("%d flow runs launched and waiting at once in %v with 2 workflow-task and 2 activity slots", m, parked.Round(time.Millisecond))
+	start = time.Now()
+	for i := range runs {
+		if err := c.SignalWorkflow(ctx, runs[i].GetID(), "", SignalInterrupt, abi.Interrupt{Reason: "SIGTERM", ExitCode: abi.ExitInterruptedSIGTERM}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := 0
+	for i := range runs {
+		var out abi.RunOutput
+		var res struct {
+			State string `json:"flow_run_state"`
+			Polls int    `json:"polls"`
+		}
+		err := runs[i].Get(ctx, &out)
+		_ = json.Unmarshal(out.Result, &res)
+		if err != nil || out.ExitCode != abi.ExitInterruptedSIGTERM || res.State != "SCHEDULED" || res.Polls != 0 {
+			if bad++; bad <= 5 {
+				t.Errorf("workflow %d: %v exit %d (%s) state %q polls %d", i, err, out.ExitCode, out.StatusDescription, res.State, res.Polls)
+			}
+		}
+	}
+	if n := count(); n != m {
+		t.Errorf("%d flow runs on the deployment, want %d", n, m)
+	}
+	t.Logf("%d interrupted and ended with exit 143 in %v", m, time.Since(start).Round(time.Millisecond))
 }

@@ -77,7 +77,6 @@ type Carry struct {
 	EpochMS    int64            `json:"epoch_ms"`
 	Conn       Connection       `json:"connection"`
 	Fields     abi.OutputFields `json:"fields"`
-	Runs       int              `json:"runs"`
 }
 
 // Connection is what the worker tells the workflow about its API.
@@ -134,9 +133,8 @@ func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 	}
 	var m *flowrun.Machine
 	var cmds []abi.Command
-	runs := 0
 	if c := in.Carry; c != nil {
-		d.epochMS, d.conn, d.fields, runs = c.EpochMS, c.Conn, c.Fields, c.Runs
+		d.epochMS, d.conn, d.fields = c.EpochMS, c.Conn, c.Fields
 		var err error
 		if m, err = flowrun.Restore(c.Checkpoint); err != nil {
 			return fault(fmt.Errorf("continue-as-new checkpoint: %w", err)), nil
@@ -178,7 +176,7 @@ func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 				// checkpoint names the sleep as outstanding.
 				d.poll()
 				if d.intr == nil && (steps >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
-					carry := &Carry{Checkpoint: m.Checkpoint(), Pending: c, EpochMS: d.epochMS, Conn: d.conn, Fields: d.fields, Runs: runs + 1}
+					carry := &Carry{Checkpoint: m.Checkpoint(), Pending: c, EpochMS: d.epochMS, Conn: d.conn, Fields: d.fields}
 					return abi.RunOutput{}, workflow.NewContinueAsNewError(ctx, WorkflowName, Input{Action: in.Action, Carry: carry})
 				}
 			}
@@ -314,6 +312,10 @@ func activityError(err error) *abi.TransportError {
 	var te *temporal.TimeoutError
 	if errors.As(err, &te) {
 		return &abi.TransportError{Kind: abi.TransportTimeout, Message: "the HTTP activity timed out (" + te.TimeoutType().String() + ")"}
+	}
+	var ae *temporal.ActivityError
+	if errors.As(err, &ae) && errors.Unwrap(ae) != nil {
+		err = errors.Unwrap(ae) // the cause, without the activity's ids
 	}
 	return &abi.TransportError{Kind: abi.TransportReset, Message: "the HTTP activity failed: " + err.Error()}
 }

@@ -1,6 +1,8 @@
 package uetemporal
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -188,5 +191,57 @@ func TestCancellation(t *testing.T) {
 				t.Errorf("exit %d, want %d", o.out.ExitCode, abi.ExitInterruptedSIGTERM)
 			}
 		})
+	}
+}
+
+// failingOnce fails the first HTTP activity for one path, as a worker that
+// died mid-request, then answers from the script.
+type failingOnce struct {
+	scripted
+	path  string
+	calls int
+}
+
+func (f *failingOnce) HTTPActivity(ctx context.Context, r abi.HTTPRequest) (abi.HTTPResponse, error) {
+	if r.Path == f.path {
+		if f.calls++; f.calls == 1 {
+			return abi.HTTPResponse{}, errors.New("worker lost")
+		}
+	}
+	return f.HTTP(r), nil
+}
+
+// TestActivityFailureIsTheMachines: a failed HTTP activity is not retried
+// by the SDK: the machine sees a transport error and repeats the
+// (idempotent) create itself, as the CLI does.
+func TestActivityFailureIsTheMachines(t *testing.T) {
+	sc := scenarios(t)["wait_completed"]
+	// The create's answer is scripted once; the failed attempt consumes none.
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	var trace flowruntest.Trace
+	(&Workflow{Trace: trace.Call}).Register(env)
+	create := flowruntest.Expand("/deployments/DEP/create_flow_run")
+	f := &failingOnce{scripted: scripted{script: flowruntest.NewScript(sc)}, path: create}
+	env.RegisterActivityWithOptions(f.HTTPActivity, activity.RegisterOptions{Name: ActivityHTTP})
+	acts := &Activities{Conn: Connection{Target: sc.Input.Target, APIBase: sc.Input.APIBase, Credential: sc.Credential}}
+	env.RegisterActivityWithOptions(acts.Connection, activity.RegisterOptions{Name: ActivityConnection})
+	env.ExecuteWorkflow(WorkflowName, Input{Fields: sc.Input.Fields, InvocationID: sc.Input.InvocationID, Seed: sc.Input.Seed})
+	var out abi.RunOutput
+	if err := env.GetWorkflowResult(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.ExitCode != abi.ExitSuccess {
+		t.Errorf("exit %d: %s", out.ExitCode, out.StatusDescription)
+	}
+	if f.calls != 2 {
+		t.Errorf("create attempted %d times, want 2 (one failed activity, one machine retry)", f.calls)
+	}
+	got := trace.String()
+	if !strings.Contains(got, `<== error reset "the HTTP activity failed: worker lost`) {
+		t.Errorf("the machine did not see the failed activity:\n%s", got)
+	}
+	if !strings.Contains(got, "==> sleep") || strings.Count(got, `==> prefect_http {"method":"POST","path":"`+create) != 2 {
+		t.Errorf("want a retry sleep and two creates:\n%s", got)
 	}
 }

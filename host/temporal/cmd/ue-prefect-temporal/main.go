@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -60,10 +59,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		timeout := fs.Duration("request-timeout", host.DefaultRequestTimeout, "bound on one HTTP exchange")
 		acts := fs.Int("max-activities", 0, "concurrent HTTP activities (0: SDK default)")
 		tasks := fs.Int("max-workflow-tasks", 0, "concurrent workflow tasks (0: SDK default)")
+		steps := fs.Int("steps-per-run", uetemporal.DefaultStepsPerRun, "answered commands before the workflow continues as new (the same on every worker of a queue)")
 		if fs.Parse(args[1:]) != nil {
 			return abi.ExitDataValidation
 		}
-		return runWorker(stderr, *addr, *ns, *queue, *target, *apiURL, *uiURL, *insecure, *timeout, *acts, *tasks)
+		return runWorker(stderr, *addr, *ns, *queue, *target, *apiURL, *uiURL, *insecure, *timeout, *acts, *tasks, *steps)
 	case "start":
 		id := fs.String("id", "", "workflow id (default: ue-prefect-<time>); also scopes the derived idempotency key")
 		action := fs.String("action", "", "launch_flow_run (default), list_deployments or list_workspaces")
@@ -177,8 +177,11 @@ func credential() (host.Credential, error) {
 	return host.NoCredential(), nil
 }
 
-func runWorker(stderr io.Writer, addr, ns, queue, target, apiURL, uiURL string, insecure bool, timeout time.Duration, acts, tasks int) int {
-	fail := func(err error) int { fmt.Fprintln(stderr, "ue-prefect-temporal worker:", err); return abi.ExitDataValidation }
+func runWorker(stderr io.Writer, addr, ns, queue, target, apiURL, uiURL string, insecure bool, timeout time.Duration, acts, tasks, steps int) int {
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "ue-prefect-temporal worker:", err)
+		return abi.ExitDataValidation
+	}
 	if target != abi.TargetServer && target != abi.TargetCloud {
 		return fail(fmt.Errorf("-target %q: want server or cloud", target))
 	}
@@ -209,7 +212,7 @@ func runWorker(stderr io.Writer, addr, ns, queue, target, apiURL, uiURL string, 
 	}
 	defer c.Close()
 	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: acts, MaxConcurrentWorkflowTaskExecutionSize: tasks})
-	(&uetemporal.Workflow{HTTPTimeout: timeout + 30*time.Second}).Register(w)
+	(&uetemporal.Workflow{StepsPerRun: steps, HTTPTimeout: timeout + 30*time.Second}).Register(w)
 	a.Register(w)
 	fmt.Fprintf(stderr, "ue-prefect-temporal worker: serving task queue %q on %s (%s), Prefect %s\n", queue, addr, ns, base)
 	if err := w.Run(stopChan(ctx)); err != nil {
@@ -247,10 +250,7 @@ func runStart(stdout, stderr io.Writer, addr, ns, queue, id string, in uetempora
 	}
 	var out abi.RunOutput
 	if err := wr.Get(ctx, &out); err != nil {
-		var ce interface{ Error() string }
-		if errors.As(err, &ce) {
-			fmt.Fprintln(stderr, "ue-prefect-temporal: workflow", id, "did not complete:", err)
-		}
+		fmt.Fprintln(stderr, "ue-prefect-temporal: workflow", id, "did not complete:", err)
 		return abi.ExitFailed
 	}
 	fmt.Fprintf(stderr, "ue-prefect-temporal: %s\n", out.StatusDescription)
