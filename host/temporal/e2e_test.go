@@ -213,7 +213,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 // the real server too; it runs at most 4 HTTP exchanges at once, which
 // keeps Prefect's SQLite from answering 503 to a burst of creates.
 func TestE2EWorkerKilledMidWait(t *testing.T) {
-	n := envInt("UE_PREFECT_TEMPORAL_RUNS", 20)
+	n := envInt("UE_PREFECT_TEMPORAL_RUNS", 10)
 	env := prefectRig(t)
 	srv := startDevServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -223,7 +223,7 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	queue := "kill-" + strconv.Itoa(n)
-	w := newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "4")
+	w := newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "2")
 	w.start()
 	c, err := srv.client()
 	if err != nil {
