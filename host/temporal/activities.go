@@ -9,7 +9,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/host"
 )
 
-// Effects is what the activities need of a host: host.Effects in a worker,
+// Effects is what the activities need of a host: host.Functions in a worker,
 // a scripted Prefect in tests.
 type Effects interface {
 	HTTP(abi.HTTPRequest) abi.HTTPResponse
@@ -26,7 +26,7 @@ type Activities struct {
 // same HTTP code as the CLI's (one attempt, the API base enforced, the
 // credential attached, bodies capped).
 func NewActivities(ctx context.Context, cfg host.RunConfig) (*Activities, error) {
-	eff, err := host.NewEffects(ctx, cfg)
+	eff, err := new(host.Runtime).Functions(ctx, cfg) // the host functions alone, no plugin
 	if err != nil {
 		return nil, err
 	}

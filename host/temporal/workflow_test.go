@@ -39,23 +39,21 @@ func (s *scripted) HTTP(r abi.HTTPRequest) abi.HTTPResponse {
 }
 
 type outcome struct {
-	trace flowruntest.Trace
-	out   abi.RunOutput
-	runs  int // workflow runs (1 + continue-as-new count)
-	fails []string
+	out  abi.RunOutput
+	runs int // workflow runs (1 + continue-as-new count)
 }
 
 // runScenario runs one scenario as a workflow under the test environment
-// (time skipping), delivering its interrupt as a signal, or as a workflow
+// (time skipping), answering HTTP from s, recording the trace in s.Trace
+// and delivering the scenario's interrupt as a signal, or as a workflow
 // cancellation when cancel is set. A workflow that continues as new is
 // started again from its ContinueAsNew input, as the server would.
-func runScenario(t *testing.T, sc *flowruntest.Scenario, stepsPerRun int, cancel bool) outcome {
+func runScenario(t *testing.T, s *flowruntest.Script, stepsPerRun int, cancel bool) outcome {
 	t.Helper()
 	var o outcome
 	var suite testsuite.WorkflowTestSuite
-	script := flowruntest.NewScript(sc)
+	sc := s.Sc
 	in := Input{Action: sc.Input.Action, Fields: sc.Input.Fields, InvocationID: sc.Input.InvocationID, Seed: sc.Input.Seed}
-	sleeps := 0
 	var clock time.Time
 	for o.runs = 1; ; o.runs++ {
 		if o.runs > 100 {
@@ -74,18 +72,16 @@ func runScenario(t *testing.T, sc *flowruntest.Scenario, stepsPerRun int, cancel
 		}
 		wf := &Workflow{
 			StepsPerRun: stepsPerRun,
-			Trace:       o.trace.Call,
+			Trace:       s.Trace.Call,
 			BeforeCommand: func(c abi.Command) {
-				if c.Kind == abi.CommandSleep {
-					if sleeps++; sleeps == sc.SleepInterrupt {
-						interrupt(*sc.Interrupt)
-					}
+				if c.Kind == abi.CommandSleep && s.SleepInterrupted() {
+					interrupt(*sc.Interrupt)
 				}
 			},
 		}
 		wf.Register(env)
 		acts := &Activities{
-			Effects: &scripted{script: script, signal: interrupt},
+			Effects: &scripted{script: s, signal: interrupt},
 			Conn:    Connection{Target: sc.Input.Target, APIBase: sc.Input.APIBase, UIBase: sc.Input.UIBase, Credential: sc.Credential},
 		}
 		acts.Register(env)
@@ -96,7 +92,7 @@ func runScenario(t *testing.T, sc *flowruntest.Scenario, stepsPerRun int, cancel
 		clock = env.Now()
 		err := env.GetWorkflowError()
 		var can *workflow.ContinueAsNewError
-		if err != nil && asContinueAsNew(err, &can) {
+		if errors.As(err, &can) {
 			in = Input{}
 			if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 				t.Fatal(err)
@@ -109,18 +105,15 @@ func runScenario(t *testing.T, sc *flowruntest.Scenario, stepsPerRun int, cancel
 		if err := env.GetWorkflowResult(&o.out); err != nil {
 			t.Fatal(err)
 		}
-		break
+		return o
 	}
-	o.trace.Finish(o.out)
-	if n := script.Unused(); n > 0 {
-		o.fails = append(o.fails, "scripted exchanges never requested")
-	}
-	return o
 }
+
+const testdata = "../../plugin/flowrun/testdata"
 
 func scenarios(t *testing.T) map[string]*flowruntest.Scenario {
 	t.Helper()
-	files, err := filepath.Glob("../../plugin/flowrun/testdata/scenarios/*.txt")
+	files, err := filepath.Glob(filepath.Join(testdata, "scenarios", "*.txt"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios: %v", err)
 	}
@@ -141,7 +134,7 @@ func scenarios(t *testing.T) map[string]*flowruntest.Scenario {
 
 func golden(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("../../plugin/flowrun/testdata/golden", name+".golden"))
+	b, err := os.ReadFile(filepath.Join(testdata, "golden", name+".golden"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,22 +145,19 @@ func golden(t *testing.T, name string) string {
 // the identical trace as a workflow under the SDK's test environment, in
 // one workflow run and continuing as new after every answered command.
 func TestGoldenScenarios(t *testing.T) {
-	for name, sc := range scenarios(t) {
-		for _, tc := range []struct {
-			mode  string
-			steps int
-		}{{"one-run", 0}, {"continue-as-new-each-step", 1}} {
-			t.Run(name+"/"+tc.mode, func(t *testing.T) {
-				o := runScenario(t, sc, tc.steps, false)
-				got := o.trace.String()
-				if want := golden(t, name); got != want {
-					t.Errorf("trace differs from the golden (%d runs):\n--- got\n%s--- want\n%s", o.runs, got, want)
+	for _, tc := range []struct {
+		mode  string
+		steps int
+	}{{"one-run", 0}, {"continue-as-new-each-step", 1}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			flowruntest.Each(t, testdata, func(t *testing.T, s *flowruntest.Script) abi.RunOutput {
+				o := runScenario(t, s, tc.steps, false)
+				if tc.steps == 1 && o.runs < 2 && strings.Contains(s.Trace.String(), "==> sleep") {
+					t.Errorf("the workflow slept but never continued as new")
 				}
-				for _, f := range o.fails {
-					t.Error(f)
-				}
+				return o.out
 			})
-		}
+		})
 	}
 }
 
@@ -182,9 +172,11 @@ func TestCancellation(t *testing.T) {
 			if sc == nil {
 				t.Fatalf("no scenario %s", name)
 			}
-			o := runScenario(t, sc, 0, true)
+			s := flowruntest.NewScript(sc)
+			o := runScenario(t, s, 0, true)
+			s.Trace.Finish(o.out)
 			want := strings.ReplaceAll(golden(t, name), "SIGTERM", CancelledReason)
-			if got := o.trace.String(); got != want {
+			if got := s.Trace.String(); got != want {
 				t.Errorf("trace differs:\n--- got\n%s--- want\n%s", got, want)
 			}
 			if o.out.ExitCode != abi.ExitInterruptedSIGTERM {
