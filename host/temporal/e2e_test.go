@@ -336,18 +336,25 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 // runs stay SCHEDULED and their workflows wait as long as they are asked to.
 func parkedDeployment(t *testing.T, ctx context.Context, p *rig.Server, name string) string {
 	t.Helper()
-	var flow, dep struct {
-		ID string `json:"id"`
+	// Prefect's SQLite answers 503 while it is busy (the previous test's
+	// flow runs ending): set-up retries that for a while.
+	create := func(what, path string, body any) string {
+		var obj struct {
+			ID string `json:"id"`
+		}
+		for attempt := 1; ; attempt++ {
+			st, resp, err := p.Do(ctx, "POST", path, body)
+			if err == nil && json.Unmarshal(resp, &obj) == nil && obj.ID != "" {
+				return obj.ID
+			}
+			if st != 503 || attempt == 30 {
+				t.Fatalf("create %s: %d %s %v", what, st, resp, err)
+			}
+			time.Sleep(time.Second)
+		}
 	}
-	st, body, err := p.Do(ctx, "POST", "/flows/", map[string]any{"name": name})
-	if err != nil || json.Unmarshal(body, &flow) != nil || flow.ID == "" {
-		t.Fatalf("create flow: %d %s %v", st, body, err)
-	}
-	st, body, err = p.Do(ctx, "POST", "/deployments/", map[string]any{"name": name, "flow_id": flow.ID})
-	if err != nil || json.Unmarshal(body, &dep) != nil || dep.ID == "" {
-		t.Fatalf("create deployment: %d %s %v", st, body, err)
-	}
-	return dep.ID
+	flow := create("flow", "/flows/", map[string]any{"name": name})
+	return create("deployment", "/deployments/", map[string]any{"name": name, "flow_id": flow})
 }
 
 // TestE2EParkedRunsHoldNoSlot: M workflows wait on their flow runs at the
