@@ -330,10 +330,8 @@ func (d *driver) sleep(req abi.SleepRequest) abi.SleepResponse {
 	}
 	tctx, cancel := workflow.WithCancel(d.dctx)
 	t := workflow.NewTimer(tctx, time.Duration(req.DurationMS)*time.Millisecond)
-	if !d.wait(t, true) {
-		cancel()
-	}
-	cancel()
+	d.wait(t, true)
+	cancel() // ends the timer if an interrupt ended the wait
 	resp := abi.SleepResponse{NowMS: d.now(), Interrupt: d.intr}
 	if d.intr != nil {
 		d.told = true
