@@ -222,6 +222,9 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Polls every 3 s, slower for many runs: on 2 cores Prefect's SQLite
+	// times its own flow runs out under more than ~10 polls a second.
+	poll := strconv.Itoa(max(3, n/10))
 	queue := "kill-" + strconv.Itoa(n)
 	w := newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "2")
 	w.start()
@@ -235,7 +238,7 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	runs := make([]client.WorkflowRun, n)
 	first := make([]string, n) // GetRunID follows the chain once Get has
 	for i := range runs {
-		in := Input{Fields: abi.Fields{Deployment: "pause/pause", Wait: "true", PollInterval: "3"}}
+		in := Input{Fields: abi.Fields{Deployment: "pause/pause", Wait: "true", PollInterval: poll}}
 		runs[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + strconv.Itoa(i), TaskQueue: queue}, WorkflowName, in)
 		if err != nil {
 			t.Fatal(err)
