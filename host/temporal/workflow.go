@@ -38,6 +38,11 @@ const (
 	// SignalInterrupt carries an abi.Interrupt: stop as on SIGTERM/SIGINT
 	// (the machine cancels the flow run first if cancel_on_interrupt).
 	SignalInterrupt = "interrupt"
+	// SignalWake ends the current sleep early, as an event for the flow run
+	// does in the CLI, if the sleep asked to be woken (abi.SleepRequest.WakeOn);
+	// otherwise it is ignored. An event relay may send it; polling goes on
+	// regardless.
+	SignalWake = "wake"
 	// QueryProgress returns the latest abi.OutputFields.
 	QueryProgress = "progress"
 	// DefaultTaskQueue is the task queue of the command's worker and starter.
@@ -117,6 +122,7 @@ type driver struct {
 	ctx     workflow.Context // the workflow's own: cancelled by a cancellation request
 	dctx    workflow.Context // disconnected: serves the machine after a cancellation
 	signals workflow.ReceiveChannel
+	wakes   workflow.ReceiveChannel
 	epochMS int64
 	conn    Connection
 	fields  abi.OutputFields
@@ -127,7 +133,8 @@ type driver struct {
 // Run is the workflow function.
 func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	d := &driver{w: w, ctx: ctx, dctx: dctx, signals: workflow.GetSignalChannel(ctx, SignalInterrupt)}
+	d := &driver{w: w, ctx: ctx, dctx: dctx, signals: workflow.GetSignalChannel(ctx, SignalInterrupt),
+		wakes: workflow.GetSignalChannel(ctx, SignalWake)}
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (abi.OutputFields, error) { return d.fields, nil }); err != nil {
 		return fault(err), nil
 	}
@@ -161,7 +168,7 @@ func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 		}
 		m, cmds = flowrun.Start(abi.RunInput{
 			Action: in.Action, Target: d.conn.Target, APIBase: d.conn.APIBase, UIBase: d.conn.UIBase,
-			Fields: in.Fields, InvocationID: inv, Seed: seed, NowMS: d.now(),
+			Fields: in.Fields, InvocationID: inv, Seed: seed, NowMS: d.now(), NowUnixMS: d.epochMS,
 		})
 	}
 	limit := w.StepsPerRun
@@ -251,13 +258,17 @@ func (d *driver) untold() *abi.Interrupt {
 }
 
 // wait blocks until f is ready or, when stopOnInterrupt, an interrupt
-// arrives; it reports whether f is ready.
-func (d *driver) wait(f workflow.Future, stopOnInterrupt bool) bool {
-	for !f.IsReady() {
+// arrives or, when wakeable, a wake signal; it reports whether it was woken.
+func (d *driver) wait(f workflow.Future, stopOnInterrupt, wakeable bool) (woken bool) {
+	for !f.IsReady() && !woken {
 		if stopOnInterrupt && d.intr != nil && !d.told {
 			return false
 		}
 		sel := workflow.NewSelector(d.dctx)
+		sel.AddReceive(d.wakes, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(d.dctx, nil)
+			woken = wakeable
+		})
 		sel.AddFuture(f, func(workflow.Future) {})
 		sel.AddReceive(d.signals, func(c workflow.ReceiveChannel, _ bool) {
 			var it abi.Interrupt
@@ -269,7 +280,7 @@ func (d *driver) wait(f workflow.Future, stopOnInterrupt bool) bool {
 		}
 		sel.Select(d.dctx)
 	}
-	return true
+	return woken
 }
 
 // http runs one exchange as an activity with a single attempt: a retry is
@@ -292,7 +303,7 @@ func (d *driver) http(req abi.HTTPRequest) abi.HTTPResponse {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	f := workflow.ExecuteActivity(actx, ActivityHTTP, req)
-	d.wait(f, false)
+	d.wait(f, false, false)
 	var resp abi.HTTPResponse
 	if err := f.Get(actx, &resp); err != nil {
 		resp = abi.HTTPResponse{Error: activityError(err)}
@@ -330,9 +341,9 @@ func (d *driver) sleep(req abi.SleepRequest) abi.SleepResponse {
 	}
 	tctx, cancel := workflow.WithCancel(d.dctx)
 	t := workflow.NewTimer(tctx, time.Duration(req.DurationMS)*time.Millisecond)
-	d.wait(t, true)
-	cancel() // ends the timer if an interrupt ended the wait
-	resp := abi.SleepResponse{NowMS: d.now(), Interrupt: d.intr}
+	woken := d.wait(t, true, req.WakeOn != nil)
+	cancel() // ends the timer if an interrupt or a wake ended the wait
+	resp := abi.SleepResponse{NowMS: d.now(), Interrupt: d.intr, Woken: woken}
 	if d.intr != nil {
 		d.told = true
 	}

@@ -55,6 +55,9 @@ func runScenario(t *testing.T, s *flowruntest.Script, stepsPerRun int, cancel bo
 	sc := s.Sc
 	in := Input{Action: sc.Input.Action, Fields: sc.Input.Fields, InvocationID: sc.Input.InvocationID, Seed: sc.Input.Seed}
 	var clock time.Time
+	if sc.Input.NowUnixMS != 0 {
+		clock = time.UnixMilli(sc.Input.NowUnixMS) // the wall clock the scenario schedules against
+	}
 	for o.runs = 1; ; o.runs++ {
 		if o.runs > 100 {
 			t.Fatal("the workflow keeps continuing as new")
@@ -74,8 +77,13 @@ func runScenario(t *testing.T, s *flowruntest.Script, stepsPerRun int, cancel bo
 			StepsPerRun: stepsPerRun,
 			Trace:       s.Trace.Call,
 			BeforeCommand: func(c abi.Command) {
-				if c.Kind == abi.CommandSleep && s.SleepInterrupted() {
+				if c.Kind != abi.CommandSleep {
+					return
+				}
+				if s.SleepInterrupted() {
 					interrupt(*sc.Interrupt)
+				} else if ms, ok := s.SleepWoken(*c.Sleep); ok {
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalWake, nil) }, time.Duration(ms)*time.Millisecond)
 				}
 			},
 		}
