@@ -122,7 +122,10 @@ func (r *Runtime) newDoer(base *url.URL, rt http.RoundTripper, cred Credential, 
 		maxBody = DefaultMaxResponseBytes
 	}
 	if ua == "" {
-		ua = "ue-prefect/" + r.info.PluginVersion
+		ua = "ue-prefect"
+		if r.info.PluginVersion != "" {
+			ua += "/" + r.info.PluginVersion
+		}
 	}
 	return newHTTPDoer(base, rt, cred, clock, maxBody, timeout, ua)
 }

@@ -174,6 +174,13 @@ func (r *Runtime) Functions(ctx context.Context, cfg RunConfig) (*Functions, err
 	return &Functions{cs: cs}, nil
 }
 
+// NewFunctions returns the host functions without a plugin, for a program
+// that drives package flowrun's machine natively (host/temporal's
+// activities). Its User-Agent names no plugin version.
+func NewFunctions(ctx context.Context, cfg RunConfig) (*Functions, error) {
+	return new(Runtime).Functions(ctx, cfg)
+}
+
 // Functions implements the host functions of abi.HostModule in Go. It
 // satisfies flowrun.Host, which the plugin implements with Wasm imports.
 type Functions struct{ cs *callState }

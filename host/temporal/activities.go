@@ -26,7 +26,7 @@ type Activities struct {
 // same HTTP code as the CLI's (one attempt, the API base enforced, the
 // credential attached, bodies capped).
 func NewActivities(ctx context.Context, cfg host.RunConfig) (*Activities, error) {
-	eff, err := new(host.Runtime).Functions(ctx, cfg) // the host functions alone, no plugin
+	eff, err := host.NewFunctions(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
