@@ -468,6 +468,9 @@ func TestResumeKeepsPollBudget(t *testing.T) {
 		t.Fatalf("after the resume read = %s, want the second poll's sleep", jsonOf(t, cmds))
 	}
 	cmds = r.Step(wokeEv(60_010, nil))
+	if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || last.HTTP.Method != "GET" {
+		t.Fatalf("after the second poll's sleep = %s, want the read of the flow run", jsonOf(t, cmds))
+	}
 	cmds = r.Step(httpEv(200, running, 60_020))
 	if last := lastCmd(cmds); last.Kind != abi.CommandFinish || last.Finish.ExitCode != abi.ExitPollingTimeout {
 		t.Fatalf("after the second poll = %s, want exit 40", jsonOf(t, cmds))

@@ -179,20 +179,6 @@ func validationMessage(s string) string {
 	return s
 }
 
-// rootParam extracts the first quoted name from a root-level message
-// ("missing property 'day'"), or "" when there is none.
-func rootParam(msg string) string {
-	_, rest, ok := strings.Cut(msg, "'")
-	if !ok {
-		return ""
-	}
-	name, _, ok := strings.Cut(rest, "'")
-	if !ok {
-		return ""
-	}
-	return name
-}
-
 // expectedType describes what the schema expects of parameter name:
 // "integer", "string or null", "object Point", "one of \"a\", \"b\"".
 func expectedType(schema gjson.Result, name string) string {
