@@ -1,13 +1,13 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -93,7 +93,7 @@ func isCSRFRefusal(body []byte) bool {
 	case "Missing CSRF token.", "Missing client identifier.":
 		return true
 	}
-	return bytes.HasPrefix([]byte(e.Detail), []byte("Invalid CSRF token"))
+	return strings.HasPrefix(e.Detail, "Invalid CSRF token")
 }
 
 // newUUID returns a random (version 4) UUID.

@@ -16,20 +16,7 @@ import (
 // nor after the background compile) with exit 143 and its document.
 func TestSignalWhileLoading(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // hold it open, say nothing
-		}
-	}()
+	l := silentListener(t)
 	for _, delay := range []time.Duration{50 * time.Millisecond, 600 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			vars := map[string]string{"PREFECT_API_URL": "http://" + l.Addr().String() + "/api", "UE_PREFECT_DEPLOYMENT": "ok/ok",
@@ -56,20 +43,7 @@ func TestSignalWhileLoading(t *testing.T) {
 // Without the option, the end of stdin changes nothing.
 func TestStdinCloseStops(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // hold it open, say nothing
-		}
-	}()
+	l := silentListener(t)
 	for _, opt := range []string{"true", ""} {
 		t.Run("stop-on-stdin-close="+opt, func(t *testing.T) {
 			vars := map[string]string{"PREFECT_API_URL": "http://" + l.Addr().String() + "/api", "UE_PREFECT_DEPLOYMENT": "ok/ok",
@@ -104,4 +78,25 @@ func TestStdinCloseStops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// silentListener accepts connections on a loopback port and never answers,
+// holding each open until the test ends.
+func silentListener(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	return l
 }
