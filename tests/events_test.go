@@ -142,6 +142,9 @@ func hubFor(t *testing.T, apiURL string, cfg events.Config) (*events.Hub, *syncB
 	}
 	var said syncBuffer
 	cfg.APIBase = base
+	if cfg.Healthy == 0 {
+		cfg.Healthy = time.Second // the catch-up (Connected) a second after each connection, not ten
+	}
 	cfg.Log = func(msg string) { said.Write([]byte(msg + "\n")) }
 	h := host.NewEventHub(cfg, host.NoCredential())
 	t.Cleanup(h.Close)

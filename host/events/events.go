@@ -30,8 +30,23 @@
 //     reconnects.
 //
 // Prefect's backfill covers only events already persisted (in batches, up
-// to 5 s late), so after each connection every subscriber also receives a
-// [Connected] event: read once, in case something happened meanwhile.
+// to 5 s late), so a run that was not covered by a live connection for a
+// while (it was just subscribed, or the stream was lost) is owed one
+// catch-up read: its subscribers receive one [Connected] event once a
+// connection covering it has proved healthy.
+//
+// A connection is healthy once it has stayed open for Config.Healthy
+// (default 10 s) after the filter was sent; a connection that replaced a
+// healthy one only to change the filter is healthy at once, and one that
+// replaced a younger one inherits its age. Prefect accepts the filter
+// before it checks it, and runs its backfill query after that: a bad
+// filter, or a backfill that fails ("database is locked" on SQLite),
+// closes a socket that was accepted. Only a healthy connection resets the
+// reconnection backoff and pays the catch-up reads, so a server that
+// accepts and then closes is retried with growing backoff (up to
+// Config.BackoffMax) and wakes nobody; polling carries the waits meanwhile.
+// Reconnecting to change the filter (a run was added) owes a catch-up only
+// to the runs added.
 //
 // The secret goes only into the auth message. It is never logged and
 // never part of an error: Config.Token supplies it per connection.
@@ -50,6 +65,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -63,6 +79,7 @@ const (
 	DefaultBackoffMin    = time.Second
 	DefaultBackoffMax    = 2 * time.Minute
 	DefaultResubscribe   = 100 * time.Millisecond
+	DefaultHealthy       = 10 * time.Second
 	DefaultMaxFilterRuns = 200
 	// BackfillWindow is how far before the first connection, and before
 	// the newest event seen, backfill reaches (Prefect's client: 1 minute).
@@ -99,17 +116,24 @@ type Config struct {
 	// before the filter is sent again (by reconnecting). Zero means the
 	// default.
 	Resubscribe time.Duration
+	// Healthy is how long a connection must stay open after the filter
+	// is sent to count as healthy: only then is the backoff reset and
+	// the catch-up (Connected) delivered. Zero means the default.
+	Healthy time.Duration
 	// MaxFilterRuns is the most flow run ids named in a filter; with more
 	// watched runs the filter asks for every flow run's events
 	// (id_prefix prefect.flow-run.) and the Hub keeps those it watches.
 	MaxFilterRuns int
 }
 
-// Connected is the Name of the Event every subscriber of a stream receives
-// each time it (re)connects. Prefect persists events in batches (every
-// 5 s by default), and backfill reads only persisted events, so an event
-// from just before the connection may be neither backfilled nor streamed:
-// a subscriber should read its run once on Connected, as on any event.
+// Connected is the Name of the Event a subscriber receives when its run is
+// owed a catch-up read: the first healthy connection that covers the run
+// after it was subscribed, and the first after the stream was lost.
+// Prefect persists events in batches (every 5 s by default), and backfill
+// reads only persisted events, so an event from just before the
+// connection may be neither backfilled nor streamed: a subscriber should
+// read its run once on Connected, as on any event. A server that accepts
+// and closes again before the connection is healthy sends none.
 const Connected = "ue-prefect.events.connected"
 
 // Event is one Prefect event about a watched flow run, or Connected.
@@ -127,7 +151,8 @@ type Event struct {
 // Status is a snapshot of one workspace's stream.
 type Status struct {
 	Connected  bool   // the filter is sent and events flow
-	Connects   int    // successful connections so far
+	Connects   int    // successful handshakes so far
+	Healthy    int    // connections that stayed open for Config.Healthy
 	Failures   int    // failed or lost connections so far
 	Events     int    // events delivered to subscribers (after de-duplication)
 	LastError  string // why the last connection failed or ended
@@ -166,6 +191,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.Resubscribe <= 0 {
 		cfg.Resubscribe = DefaultResubscribe
+	}
+	if cfg.Healthy <= 0 {
+		cfg.Healthy = DefaultHealthy
 	}
 	if cfg.MaxFilterRuns <= 0 {
 		cfg.MaxFilterRuns = DefaultMaxFilterRuns
@@ -231,7 +259,7 @@ func (h *Hub) Subscribe(path, flowRun string, fn func(Event)) (func(), error) {
 		}
 		u.Path = strings.TrimRight(u.Path, "/") + path
 		u.RawPath = ""
-		s = &stream{hub: h, url: u.String(), subs: map[string][]*sub{}, changed: make(chan struct{}, 1), seen: map[string]time.Time{}}
+		s = &stream{hub: h, url: u.String(), subs: map[string][]*sub{}, changed: make(chan struct{}, 1), seen: map[string]time.Time{}, owed: map[string]bool{}}
 		h.streams[key] = s
 		h.wg.Add(1)
 		go s.run()
@@ -240,6 +268,9 @@ func (h *Hub) Subscribe(path, flowRun string, fn func(Event)) (func(), error) {
 	s.mu.Lock()
 	s.subs[id] = append(s.subs[id], sb)
 	fresh := len(s.subs[id]) == 1
+	if fresh {
+		s.owed[id] = true
+	}
 	s.mu.Unlock()
 	if fresh {
 		s.poke()
@@ -314,6 +345,15 @@ type stream struct {
 	// flow run (id_prefix), else the ids named.
 	covered map[string]bool
 	all     bool
+	// owed holds the watched runs owed a catch-up read (Connected).
+	owed map[string]bool
+	// upSince is when the filter was first sent on the live chain of
+	// connections that replaced each other only to change the filter
+	// (zero after a failure). Only the run goroutine uses it.
+	upSince time.Time
+	// cb serializes the subscribers' callbacks: events come from the
+	// reader, Connected from the keep-alive goroutine.
+	cb sync.Mutex
 }
 
 func (s *stream) poke() {
@@ -335,6 +375,7 @@ func (s *stream) unsubscribe(id string, sb *sub) {
 	}
 	if len(list) == 0 {
 		delete(s.subs, id)
+		delete(s.owed, id)
 	} else {
 		s.subs[id] = list
 	}
@@ -377,17 +418,26 @@ func (s *stream) run() {
 			}
 			continue
 		}
-		connected, err := s.session(ctx)
+		healthy, err := s.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		resub := errors.Is(err, errResubscribe)
 		s.mu.Lock()
 		s.status.Connected = false
+		if !resub {
+			// Lost: whatever happened until the next connection may
+			// be missing from its backfill.
+			for id := range s.subs {
+				s.owed[id] = true
+			}
+			s.upSince = time.Time{}
+		}
 		s.mu.Unlock()
-		if connected {
+		if healthy {
 			backoff = cfg.BackoffMin
 		}
-		if errors.Is(err, errResubscribe) {
+		if resub {
 			continue
 		}
 		s.mu.Lock()
@@ -396,13 +446,18 @@ func (s *stream) run() {
 		s.mu.Unlock()
 		s.hub.down(err.Error())
 		d := jitter(backoff)
-		backoff = min(backoff*2, cfg.BackoffMax)
+		backoff = nextBackoff(backoff, cfg.BackoffMax)
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// nextBackoff is the wait after one more failure: twice d, at most max.
+func nextBackoff(d, max time.Duration) time.Duration {
+	return min(d*2, max)
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -412,8 +467,9 @@ func jitter(d time.Duration) time.Duration {
 var errResubscribe = errors.New("the watched runs changed")
 
 // session is one connection: handshake, then events until it fails, goes
-// silent, or the filter must change.
-func (s *stream) session(ctx context.Context) (connected bool, err error) {
+// silent, or the filter must change. healthy reports whether it stayed
+// open for Config.Healthy.
+func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 	cfg := s.hub.cfg
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -469,19 +525,35 @@ func (s *stream) session(ctx context.Context) (connected bool, err error) {
 	s.status.Connects++
 	s.status.LastError = ""
 	s.mu.Unlock()
-	s.hub.up()
-	s.wakeAll()
 
-	// Keep-alive and resubscription beside the reader.
+	if s.upSince.IsZero() {
+		s.upSince = time.Now()
+	}
+	upSince := s.upSince
+
+	// Keep-alive, health and resubscription beside the reader.
 	errc := make(chan error, 2)
+	var isHealthy atomic.Bool
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
 	go func() {
+		defer close(done)
 		t := time.NewTicker(cfg.PingInterval)
 		defer t.Stop()
+		ht := time.NewTimer(max(0, cfg.Healthy-time.Since(upSince)))
+		defer ht.Stop()
 		var resub <-chan time.Time
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-ht.C:
+				isHealthy.Store(true)
+				s.mu.Lock()
+				s.status.Healthy++
+				s.mu.Unlock()
+				s.hub.up()
+				s.catchUp()
 			case <-s.changed:
 				if s.needsResubscribe() && resub == nil {
 					resub = time.After(cfg.Resubscribe)
@@ -523,10 +595,14 @@ func (s *stream) session(ctx context.Context) (connected bool, err error) {
 				if errors.Is(e, errResubscribe) {
 					_ = c.Close(websocket.StatusNormalClosure, "")
 				}
-				return true, e
+				cancel()
+				<-done
+				return isHealthy.Load(), e
 			default:
 			}
-			return true, closeError("reading events", err)
+			cancel()
+			<-done
+			return isHealthy.Load(), closeError("reading events", err)
 		}
 		if msg.Type == "event" {
 			s.deliver(msg.Event)
@@ -572,21 +648,32 @@ func (s *stream) filter(now time.Time) ([]byte, error) {
 	})
 }
 
-// wakeAll tells every subscriber that the stream (re)connected.
-func (s *stream) wakeAll() {
+// catchUp sends Connected to the subscribers of every run owed a catch-up
+// read that the live filter covers, once.
+func (s *stream) catchUp() {
 	type call struct {
 		fn func(Event)
 		id string
 	}
 	var calls []call
 	s.mu.Lock()
-	for id, list := range s.subs {
-		for _, sb := range list {
+	ids := make([]string, 0, len(s.owed))
+	for id := range s.owed {
+		if s.all || s.covered[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		delete(s.owed, id)
+		for _, sb := range s.subs[id] {
 			calls = append(calls, call{sb.fn, id})
 		}
 	}
 	s.mu.Unlock()
 	now := time.Now()
+	s.cb.Lock()
+	defer s.cb.Unlock()
 	for _, c := range calls {
 		c.fn(Event{Name: Connected, Occurred: now, FlowRunID: c.id})
 	}
@@ -635,6 +722,8 @@ func (s *stream) deliver(raw json.RawMessage) {
 	s.mu.Unlock()
 	ev := Event{ID: e.ID, Name: e.Event, Occurred: e.Occurred, FlowRunID: id,
 		StateType: e.Resource["prefect.state-type"], StateName: e.Resource["prefect.state-name"]}
+	s.cb.Lock()
+	defer s.cb.Unlock()
 	for _, sb := range list {
 		sb.fn(ev)
 	}

@@ -12,7 +12,7 @@ import (
 func testStream(maxRuns int, ids ...string) *stream {
 	base, _ := url.Parse("http://127.0.0.1:1/api")
 	h := New(Config{APIBase: base, MaxFilterRuns: maxRuns})
-	s := &stream{hub: h, subs: map[string][]*sub{}, changed: make(chan struct{}, 1), seen: map[string]time.Time{}}
+	s := &stream{hub: h, subs: map[string][]*sub{}, changed: make(chan struct{}, 1), seen: map[string]time.Time{}, owed: map[string]bool{}}
 	for _, id := range ids {
 		s.subs[id] = []*sub{{fn: func(Event) {}}}
 	}
