@@ -36,7 +36,7 @@
 // connection covering it has proved healthy.
 //
 // A connection is healthy once it has stayed open for Config.Healthy
-// (default 10 s) after the filter was sent; a connection that replaced a
+// (default 10 s) after the filter was sent and then answers a ping; a connection that replaced a
 // healthy one only to change the filter is healthy at once, and one that
 // replaced a younger one inherits its age. Prefect accepts the filter
 // before it checks it, and runs its backfill query after that: a bad
@@ -117,7 +117,8 @@ type Config struct {
 	// default.
 	Resubscribe time.Duration
 	// Healthy is how long a connection must stay open after the filter
-	// is sent to count as healthy: only then is the backoff reset and
+	// is sent to count as healthy (it must then also answer a ping
+	// within PingTimeout): only then is the backoff reset and
 	// the catch-up (Connected) delivered. Zero means the default.
 	Healthy time.Duration
 	// MaxFilterRuns is the most flow run ids named in a filter; with more
@@ -548,6 +549,18 @@ func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 			case <-ctx.Done():
 				return
 			case <-ht.C:
+				// A proxy may hold a dead socket open: healthy also
+				// means that it answers a ping now.
+				pctx, pcancel := context.WithTimeout(ctx, cfg.PingTimeout)
+				err := c.Ping(pctx)
+				pcancel()
+				if err != nil {
+					if ctx.Err() == nil {
+						errc <- fmt.Errorf("no answer to a keep-alive ping within %s", cfg.PingTimeout)
+						cancel()
+					}
+					return
+				}
 				isHealthy.Store(true)
 				s.mu.Lock()
 				s.status.Healthy++

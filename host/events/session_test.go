@@ -340,6 +340,27 @@ func TestSessionSilent(t *testing.T) {
 	}
 }
 
+// TestSessionSilentBeforePing: a socket held open without answers (a
+// proxy) is not healthy for having stayed open: health needs a pong.
+func TestSessionSilentBeforePing(t *testing.T) {
+	s := newScripted(t, func(int) behaviour { return silent })
+	cfg := fast(t, s)
+	cfg.PingInterval, cfg.Healthy = time.Minute, 50*time.Millisecond
+	h := New(cfg)
+	defer h.Close()
+	var rec recorder
+	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two failures", func() bool { return h.Status("/events/out").Failures >= 2 })
+	if st := h.Status("/events/out"); st.Healthy != 0 || !strings.Contains(st.LastError, "keep-alive") {
+		t.Errorf("status %+v", st)
+	}
+	if n := len(rec.names()); n != 0 {
+		t.Errorf("heard %q from a silent stream", rec.names())
+	}
+}
+
 // TestSessionFlapping: a server that accepts the filter and then closes
 // (a bad filter, "database is locked" in the backfill) is retried with a
 // backoff that doubles up to BackoffMax, not every BackoffMin, and wakes
