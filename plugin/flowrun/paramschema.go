@@ -3,6 +3,7 @@ package flowrun
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -14,13 +15,16 @@ import (
 // Parameter values against the deployment's parameter_openapi_schema.
 //
 // Prefect checks the values itself only when the deployment enforces its
-// schema, and then only on a 3.x server; a 2.x server, or a deployment with
-// enforce_parameter_schema off, creates a run that fails minutes later. So
-// the machine checks before the create, with a JSON Schema validator
-// (santhosh-tekuri/jsonschema, draft 2020-12, which Prefect's own server-side
-// check also uses): types, required parameters, enums and nested objects as
-// far as the schema's $refs go. The values checked are the deployment's
-// default parameters overlaid with the user's, as the server merges them.
+// schema; a deployment with enforce_parameter_schema off (a 2.x client's
+// default) creates a run that fails minutes later. So the machine checks
+// before the create, with a JSON Schema validator (google/jsonschema-go,
+// draft 2020-12, as Prefect's server-side check): types, required
+// parameters, enums and nested objects as far as the schema's $refs go. The
+// values checked are the deployment's default parameters overlaid with the
+// user's, as the server merges them; the schema is preprocessed and the
+// values hydrated as the server does (paramprefect.go), so the check is
+// never stricter than Prefect (TestParamSchemaCorpus holds it to Prefect's
+// own verdicts).
 //
 // Enforced: a violation ends the run with exit 20 naming the parameter, as
 // the server would. Not enforced: a warning naming the parameter and the
@@ -43,7 +47,11 @@ func (m *Machine) checkParamValues(d gjson.Result) bool {
 		return true
 	}
 	enforced := d.Get("enforce_parameter_schema").Bool()
-	vs, err := validateParams(schema.Raw, mergedParams(d.Get("parameters"), m.s.Cfg.Parameters))
+	params, err := mergedParams(d.Get("parameters"), m.s.Cfg.Parameters)
+	var vs []violation
+	if err == nil {
+		vs, err = validateParams(schema.Raw, params)
+	}
 	if err != nil {
 		m.logf(abi.LevelWarn, "Could not check the parameter values against the deployment's schema (%s); launching unchecked", clip(err.Error()))
 		return true
@@ -73,39 +81,32 @@ func (m *Machine) checkParamValues(d gjson.Result) bool {
 	return true
 }
 
-// isHydrated reports a value Prefect hydrates on the server before it
-// validates it ({"__prefect_kind": "json", …}); such values are not checked.
-func isHydrated(v any) bool {
-	obj, ok := v.(map[string]any)
-	if ok {
-		_, ok = obj["__prefect_kind"]
-	}
-	return ok
-}
-
-// mergedParams overlays the user's parameters on the deployment's defaults.
-func mergedParams(defaults gjson.Result, user RawObject) map[string]any {
+// mergedParams overlays the user's parameters on the deployment's defaults,
+// as the server does (deployment.parameters.update(run parameters)). It
+// fails on values Go cannot hold (a number past float64).
+func mergedParams(defaults gjson.Result, user RawObject) (map[string]any, error) {
 	out := map[string]any{}
-	add := func(raw string) {
-		if raw == "" {
-			return
+	for _, raw := range []string{defaults.Raw, string(user)} {
+		if raw == "" || !gjson.Parse(raw).IsObject() {
+			continue
 		}
 		var obj map[string]any
-		if json.Unmarshal([]byte(raw), &obj) == nil {
-			for k, val := range obj {
-				out[k] = val
-			}
+		if err := json.Unmarshal([]byte(raw), &obj); err != nil {
+			return nil, err
+		}
+		for k, val := range obj {
+			out[k] = val
 		}
 	}
-	if defaults.IsObject() {
-		add(defaults.Raw)
-	}
-	add(string(user))
-	return out
+	return out, nil
 }
 
 // validateParams returns the schema violations of params, sorted by
-// parameter, or an error when the schema cannot be used. Required
+// parameter, or an error when the schema cannot be used. It follows the
+// server: the schema is preprocessed and the values hydrated as Prefect
+// does (paramprefect.go); a parameter holding a value only the server knows
+// (a workspace variable, a Jinja template) is not checked, and a
+// placeholder Prefect refuses whatever it holds is a violation. Required
 // parameters are checked first, all of them; then each parameter is
 // validated alone, against the schema with only its own property, so that
 // every bad parameter is named (the validator stops at its first error).
@@ -118,26 +119,46 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 	if err := checkSchemaRefs(gjson.Parse(schemaJSON)); err != nil {
 		return nil, err
 	}
-	var root jsonschema.Schema
-	if err := json.Unmarshal([]byte(schemaJSON), &root); err != nil {
+	var decoded map[string]any
+	if err := json.Unmarshal([]byte(schemaJSON), &decoded); err != nil {
 		return nil, err
 	}
+	preprocessSchema(decoded)
+	relaxSchema(decoded, 0)
+	prepared, err := json.Marshal(decoded)
+	if err != nil {
+		return nil, err
+	}
+	var root jsonschema.Schema
+	if err := json.Unmarshal(prepared, &root); err != nil {
+		return nil, err
+	}
+	hydrated, ok := hydrate(params, 0).(map[string]any)
+	if !ok {
+		return nil, nil // the parameters as a whole are a placeholder: the server decides
+	}
 	for _, name := range root.Required {
-		if _, ok := params[name]; !ok {
-			vs = append(vs, violation{param: name, msg: "required, and the deployment has no default for it"})
+		if _, ok := hydrated[name]; !ok {
+			msg := "required, and the deployment has no default for it"
+			if _, given := params[name]; given {
+				msg = "required, and its placeholder hydrates to nothing"
+			}
+			vs = append(vs, violation{param: name, msg: msg})
 		}
 	}
-	names := make([]string, 0, len(params))
-	for name := range params {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if _, declared := root.Properties[name]; !declared || isHydrated(params[name]) {
+	for _, name := range sortedKeys(hydrated) {
+		if _, declared := root.Properties[name]; !declared {
+			continue
+		}
+		value := hydrated[name]
+		if msg, unknown := hydrationState(value, 0); msg != "" {
+			vs = append(vs, violation{param: name, msg: "Prefect cannot hydrate its placeholder: " + msg})
+			continue
+		} else if unknown {
 			continue
 		}
 		var one jsonschema.Schema
-		if err := json.Unmarshal([]byte(schemaJSON), &one); err != nil {
+		if err := json.Unmarshal(prepared, &one); err != nil {
 			return nil, err
 		}
 		one.Properties = map[string]*jsonschema.Schema{name: one.Properties[name]}
@@ -146,12 +167,21 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 		if err != nil {
 			return nil, err
 		}
-		if err := rs.Validate(map[string]any{name: params[name]}); err != nil {
+		if err := rs.Validate(map[string]any{name: value}); err != nil {
 			vs = append(vs, violation{param: name, msg: validationMessage(err.Error())})
 		}
 	}
 	sort.SliceStable(vs, func(i, j int) bool { return vs[i].param < vs[j].param })
 	return vs, nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // validationMessage turns the validator's "validating root: validating
@@ -166,7 +196,22 @@ func validationMessage(s string) string {
 		}
 		loc, s = where, rest
 	}
+	if head, rest, ok := strings.Cut(s, "\n"); ok && strings.HasPrefix(head, "anyOf:") {
+		// The alternatives' errors follow, one a line. When all but null
+		// fail inside one alternative (Optional[int] given "x"), say why.
+		var keep []string
+		for _, l := range strings.Split(rest, "\n") {
+			if !strings.HasSuffix(l, `want "null"`) {
+				keep = append(keep, l)
+			}
+		}
+		if branch := anyOfBranch(keep); branch != "" {
+			msg := validationMessage(strings.Join(keep, "\n"))
+			return strings.Replace(msg, " at "+branch, " at "+branch[:strings.LastIndex(branch, "/anyOf/")], 1)
+		}
+	}
 	s, _, _ = strings.Cut(s, "\n")
+	s = strings.ReplaceAll(s, "<invalid reflect.Value>", "null")
 	if strings.HasPrefix(s, "anyOf:") || strings.HasPrefix(s, "oneOf:") {
 		s = "matches none of the allowed forms"
 	}
@@ -177,6 +222,22 @@ func validationMessage(s string) string {
 		s += " at " + loc
 	}
 	return s
+}
+
+var anyOfLine = regexp.MustCompile(`^validating (\S*/anyOf/[0-9]+)(/|: )`)
+
+// anyOfBranch returns the location of the one anyOf alternative all of
+// lines are about, or "".
+func anyOfBranch(lines []string) string {
+	branch := ""
+	for _, l := range lines {
+		m := anyOfLine.FindStringSubmatch(l)
+		if m == nil || branch != "" && m[1] != branch {
+			return ""
+		}
+		branch = m[1]
+	}
+	return branch
 }
 
 // expectedType describes what the schema expects of parameter name:

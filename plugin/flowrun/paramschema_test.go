@@ -11,6 +11,7 @@ import (
 
 func TestValidateParams(t *testing.T) {
 	const defs = `"definitions":{"Point":{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"]}}`
+	const block = `"definitions":{"Creds":{"title":"Creds","type":"object","block_type_slug":"creds","properties":{"user":{"type":"string"}},"required":["user"]}}`
 	tests := []struct {
 		name    string
 		schema  string
@@ -39,6 +40,30 @@ func TestValidateParams(t *testing.T) {
 			`{"t":{"kids":[{"kids":[{"kids":"x"}]}]}}`, []string{`t: has type "string", want "array"`}, ""},
 		{"an exponential fan-out", `{"type":"object","properties":{"n":{"$ref":"#/definitions/D0"}},"definitions":{` + fanout(20) + `}}`, `{"n":1}`, nil, "branches too widely"},
 		{"a reference to nothing", `{"type":"object","properties":{"n":{"$ref":"#/definitions/Nope"}}}`, `{"n":1}`, nil, "points at nothing"},
+		{"a block reference, as Prefect's preprocess_schema allows", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},"required":["b"],` + block + `}`,
+			`{"b":{"$ref":{"block_document_id":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}}`, nil, ""},
+		{"a block reference by id string", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},` + block + `}`,
+			`{"b":{"$ref":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}`, nil, ""},
+		{"a block reference that refers to nothing", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},` + block + `}`,
+			`{"b":{"$ref":{}}}`, []string{"b: matches none of the allowed forms"}, ""},
+		{"pydantic 1 Optional (no null in the type) accepts null", `{"type":"object","properties":{"n":{"type":"integer"},"m":{"$ref":"#/definitions/M"}},"definitions":{"M":{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string"}}}}}}`,
+			`{"n":null,"m":{"tags":null}}`, nil, ""},
+		{"a None default keeps null out", `{"type":"object","properties":{"n":{"type":"integer","default":null}}}`, `{"n":null}`, []string{`n: has type "null", want "integer"`}, ""},
+		{"Optional given the wrong type names the type", `{"type":"object","properties":{"n":{"type":"integer"}}}`, `{"n":"x"}`, []string{`n: type: x has type "string", want "integer"`}, ""},
+		{"a pydantic 1 tuple", `{"type":"object","properties":{"t":{"type":"array","items":[{"type":"integer"},{"type":"string"}]}}}`, `{"t":[1,2]}`,
+			[]string{`t: type: 2 has type "integer", want "string"`}, ""},
+		{"placeholders at any depth are hydrated or left to the server", `{"type":"object","properties":{"m":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"array","items":{"type":"integer"}}}}}}`,
+			`{"m":{"a":{"__prefect_kind":"workspace_variable","variable_name":"v"},"b":[{"__prefect_kind":"json","value":"2"},{"__prefect_kind":"json"}]}}`, nil, ""},
+		{"a hydrated json placeholder is checked", `{"type":"object","properties":{"m":{"type":"array","items":{"type":"integer"}}}}`,
+			`{"m":[{"__prefect_kind":"none","value":{"__prefect_kind":"json","value":"\"x\""}}]}`, []string{`m: type: x has type "string", want "integer"`}, ""},
+		{"a placeholder Prefect cannot hydrate", `{"type":"object","properties":{"m":{"type":"object"}}}`,
+			`{"m":{"deep":[{"__prefect_kind":"none"}]}}`, []string{"m: Prefect cannot hydrate its placeholder: Missing 'value' key"}, ""},
+		{"a required parameter whose placeholder hydrates to nothing", `{"type":"object","properties":{"n":{}},"required":["n"]}`,
+			`{"n":{"__prefect_kind":"workspace_variable"}}`, []string{"n: required, and its placeholder hydrates to nothing"}, ""},
+		{"a pattern Python's re reads differently is not checked", `{"type":"object","properties":{"d":{"type":"string","pattern":"^\\d+$"}}}`, `{"d":"12\n"}`, nil, ""},
+		{"a portable pattern is checked", `{"type":"object","properties":{"d":{"type":"string","pattern":"^[0-9]+"}}}`, `{"d":"x"}`, []string{"d: pattern"}, ""},
+		{"a draft-07 $schema is validated as 2020-12, as Prefect does", `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"t":{"type":"array","prefixItems":[{"type":"integer"}]}}}`,
+			`{"t":["x"]}`, []string{`t: type: x has type "string", want "integer"`}, ""},
 		{"a schema that is not one", `{"type":"object","properties":{"n":{"type":7}}}`, `{"n":1}`, nil, "type"},
 	}
 	for _, tc := range tests {
@@ -83,8 +108,17 @@ func TestExpectedType(t *testing.T) {
 	}
 }
 
+func TestMergedParamsBeyondFloat64(t *testing.T) {
+	if _, err := mergedParams(gjson.Parse(`{}`), `{"n":1e400}`); err == nil {
+		t.Error("a number past float64 was merged; want an error, so the check is skipped rather than the parameter lost")
+	}
+}
+
 func TestMergedParams(t *testing.T) {
-	got := mergedParams(gjson.Parse(`{"day":"mon","limit":3}`), `{"limit":5,"extra":true}`)
+	got, err := mergedParams(gjson.Parse(`{"day":"mon","limit":3}`), `{"limit":5,"extra":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, _ := json.Marshal(got)
 	if want := `{"day":"mon","extra":true,"limit":5}`; string(b) != want {
 		t.Errorf("mergedParams = %s, want %s", b, want)

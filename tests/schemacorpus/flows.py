@@ -297,6 +297,20 @@ def build(pyd):
         ("null list", {}, {"xs": None}),
     )
 
+    # pydantic 1 writes a tuple as "items": [...]; Prefect turns that into
+    # prefixItems only for a parameter itself, and its server fails on the
+    # nested one (a 2020-12 schema error).
+    @flow(name="nested-tuples")
+    def nested_tuples(pairs: List[Tuple[int, str]] = None):
+        pass
+
+    add(
+        nested_tuples,
+        ("valid", {}, {"pairs": [[1, "a"], [2, "b"]]}),
+        ("item wrong", {}, {"pairs": [["a", 1]]}),
+        ("nothing given", {}, {}),
+    )
+
     @flow(name="temporal")
     def temporal(
         when: datetime.datetime,
@@ -325,6 +339,32 @@ def build(pyd):
         short: pyd.constr(max_length=3) = "",
     ):
         pass
+
+    pattern = {"regex" if str(pyd.VERSION).startswith("1.") else "pattern": r"^\d+$"}
+
+    @flow(name="constraints")
+    def constraints(
+        step: pyd.confloat(multiple_of=0.1) = 0.0,
+        count: pyd.conint(multiple_of=5) = 0,
+        digits: pyd.constr(**pattern) = "0",
+        word: pyd.constr(min_length=2, max_length=4) = "ab",
+    ):
+        pass
+
+    add(
+        constraints,
+        ("multiple of a fraction, exact in decimal", {}, {"step": 3.0}),
+        ("multiple of a fraction, rounding", {}, {"step": 0.3}),
+        ("not a multiple", {}, {"step": 0.25}),
+        ("integer multiple", {}, {"count": 10}),
+        ("integer not a multiple", {}, {"count": 7}),
+        ("ascii digits", {}, {"digits": "123"}),
+        ("unicode digits", {}, {"digits": "\u0661\u0662"}),
+        ("trailing newline", {}, {"digits": "12\n"}),
+        ("not digits", {}, {"digits": "12a"}),
+        ("length in code points", {}, {"word": "\U0001F600\U0001F600"}),
+        ("too short", {}, {"word": "a"}),
+    )
 
     add(
         ids_paths_secrets,

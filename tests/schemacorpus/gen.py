@@ -111,8 +111,13 @@ def judge_one(schema, defaults, parameters, variables):
         hydrated = hydrate(dehydrated, ctx)
     except HydrationError as exc:
         return {"accepted": False, "status": 400, "detail": "Error hydrating flow run parameters: %s" % exc}
+    import jsonschema
+
     try:
         validate(hydrated, schema, raise_on_error=True)
+    except jsonschema.SchemaError as exc:
+        # Not caught by create_flow_run: the server answers 500.
+        return {"accepted": False, "status": 500, "detail": "Internal Server Error (SchemaError: %s)" % exc.message}
     except ValidationError as exc:
         return {"accepted": False, "status": 409, "detail": "Error creating flow run: %s" % exc}
     except CircularSchemaRefError:
