@@ -201,6 +201,28 @@ func TestE2E_MaxPolls(t *testing.T) {
 	_ = env.Server.CancelFlowRun(ctxT(t, 30*time.Second), id) // tidy up
 }
 
+// TestE2E_BlockReferenceDefault: a deployment that enforces its schema and
+// whose default for a block-typed parameter is a block reference launches:
+// Prefect 3's server accepts the reference (preprocess_schema), so the
+// client-side check, never stricter than Prefect, must too.
+func TestE2E_BlockReferenceDefault(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "blocky/blocky", "UE_PREFECT_PARAMETERS", `{"parameters":{"note":"e2e"}}`))
+	wantExit(t, r, 0, "Task executed successfully.")
+	run, err := env.Server.ReadFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _ := run["parameters"].(map[string]any)
+	creds, _ := params["creds"].(map[string]any)
+	ref, _ := creds["$ref"].(map[string]any)
+	if ref["block_document_id"] == nil || params["note"] != "e2e" {
+		t.Errorf("run parameters = %v, want the deployment's block reference and note", params)
+	}
+	_ = env.Server.CancelFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id")) // nothing serves it
+}
+
 // TestE2E_Parameters: parameters, context, job variables, tags and the flow
 // run name reach Prefect; typed parameters are validated by the server.
 func TestE2E_Parameters(t *testing.T) {

@@ -19,6 +19,8 @@ Deployments (``flow/deployment``):
   beta/shared        }
   alpha/alpha-only   unique bare name
   demo/demo          logs a few lines over ~3 s and returns a greeting (``make demo``)
+  blocky/blocky      not served; ``creds: RigCreds`` whose deployment default is a block
+                     reference ``{"$ref": {"block_document_id": ...}}``; schema enforced
 
 Environment worth setting (the Go rig sets all of these):
 
@@ -35,6 +37,7 @@ import os
 import time
 
 from prefect import flow, get_run_logger, pause_flow_run
+from prefect.blocks.core import Block
 
 
 @flow(name="ok")
@@ -95,6 +98,17 @@ def demo(name: str = "world") -> str:
 
 @flow(name="idle")
 def idle(note: str = "x") -> str:
+    return "never runs"
+
+
+class RigCreds(Block):
+    """A block type for blocky; main() saves one document of it."""
+
+    user: str
+
+
+@flow(name="blocky")
+def blocky(creds: RigCreds, note: str = "x") -> str:
     return "never runs"
 
 
@@ -163,6 +177,12 @@ def main() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         raise SystemExit("flows.py: PREFECT_API_URL must be set")
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+
+    # A deployment whose default parameter is a block reference, as the UI
+    # and `prefect deploy` write it; Prefect 3 accepts it on create.
+    doc_id = RigCreds(user="rig").save("rig-creds", overwrite=True)
+    creds_ref = {"creds": {"$ref": {"block_document_id": str(doc_id)}}}
+    UNSERVED.append((blocky, "blocky", {"parameters": creds_ref, "enforce_parameter_schema": True}))
 
     for f, d, kw in UNSERVED:
         f.to_deployment(name=d, **kw).apply()
