@@ -116,8 +116,9 @@ func blockReference() map[string]any {
 // "multipleOf" (where the float quotient overflows, Python falls back to
 // exact fractions and this validator refuses); a "pattern" whose meaning differs between Python's re and Go's
 // RE2 ($ also matches before a final newline, \d \w \s \b match Unicode,
-// [:class:] is literal) or that RE2 cannot compile. Values (enum, const,
-// default, examples) are left alone.
+// [:class:] is literal) or that RE2 cannot compile, and likewise in
+// patternProperties (with the additionalProperties beside them). Values
+// (enum, const, default, examples) are left alone.
 func relaxSchema(v any, depth int) {
 	if depth > MaxResponseDepth {
 		return
@@ -132,6 +133,17 @@ func relaxSchema(v any, depth int) {
 		}
 		if p, ok := x["pattern"].(string); ok && !portablePattern(p) {
 			delete(x, "pattern")
+		}
+		if pp, ok := x["patternProperties"].(map[string]any); ok {
+			for p := range pp {
+				if !portablePattern(p) {
+					// Which properties it covers is uncertain, and so is
+					// what additionalProperties leaves.
+					delete(x, "patternProperties")
+					delete(x, "additionalProperties")
+					break
+				}
+			}
 		}
 		for k, sub := range x {
 			switch k {
@@ -155,6 +167,32 @@ func portablePattern(p string) bool {
 	}
 	_, err := regexp.Compile(p)
 	return err == nil
+}
+
+// exactNumbers reports whether every number in v is one a float64 holds as
+// Python does: past 2^53 a float64 rounds where Python's int is exact, and
+// bounds, multipleOf and enums would be judged on another number.
+func exactNumbers(v any, depth int) bool {
+	if depth > MaxResponseDepth {
+		return false
+	}
+	switch x := v.(type) {
+	case float64:
+		return math.Abs(x) < 1<<53
+	case map[string]any:
+		for _, e := range x {
+			if !exactNumbers(e, depth+1) {
+				return false
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if !exactNumbers(e, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Hydration results that are not plain JSON values.

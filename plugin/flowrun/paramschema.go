@@ -133,6 +133,9 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 	if err := json.Unmarshal(prepared, &root); err != nil {
 		return nil, err
 	}
+	if _, ok := decoded["properties"].(map[string]any); !ok {
+		return nil, nil
+	}
 	hydrated, ok := hydrate(params, 0).(map[string]any)
 	if !ok {
 		return nil, nil // the parameters as a whole are a placeholder: the server decides
@@ -154,15 +157,25 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 		if msg, unknown := hydrationState(value, 0); msg != "" {
 			vs = append(vs, violation{param: name, msg: "Prefect cannot hydrate its placeholder: " + msg})
 			continue
-		} else if unknown {
+		} else if unknown || !exactNumbers(value, 0) {
 			continue
 		}
-		var one jsonschema.Schema
-		if err := json.Unmarshal(prepared, &one); err != nil {
+		// The parameter alone: its property and the definitions it may
+		// refer to, none of the root's own keywords.
+		alone := map[string]any{"properties": map[string]any{name: decoded["properties"].(map[string]any)[name]}}
+		for _, k := range []string{"definitions", "$defs"} {
+			if d, ok := decoded[k]; ok {
+				alone[k] = d
+			}
+		}
+		b, err := json.Marshal(alone)
+		if err != nil {
 			return nil, err
 		}
-		one.Properties = map[string]*jsonschema.Schema{name: one.Properties[name]}
-		one.Required, one.AdditionalProperties, one.PatternProperties = nil, nil, nil
+		var one jsonschema.Schema
+		if err := json.Unmarshal(b, &one); err != nil {
+			return nil, err
+		}
 		rs, err := one.Resolve(nil)
 		if err != nil {
 			return nil, err

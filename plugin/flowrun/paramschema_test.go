@@ -64,6 +64,12 @@ func TestValidateParams(t *testing.T) {
 		{"a portable pattern is checked", `{"type":"object","properties":{"d":{"type":"string","pattern":"^[0-9]+"}}}`, `{"d":"x"}`, []string{"d: pattern"}, ""},
 		{"a draft-07 $schema is validated as 2020-12, as Prefect does", `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"t":{"type":"array","prefixItems":[{"type":"integer"}]}}}`,
 			`{"t":["x"]}`, []string{`t: type: x has type "string", want "integer"`}, ""},
+		{"the root's own keywords are the server's", `{"type":"object","minProperties":3,"properties":{"a":{"type":"integer"}}}`, `{"a":1}`, nil, ""},
+		{"patternProperties Python's re reads differently are not checked", `{"type":"object","properties":{"m":{"type":"object","patternProperties":{"^\\d+$":{"type":"integer"}},"additionalProperties":false}}}`,
+			`{"m":{"\u0661":1}}`, nil, ""},
+		{"portable patternProperties are checked", `{"type":"object","properties":{"m":{"type":"object","patternProperties":{"^[0-9]+":{"type":"integer"}},"additionalProperties":false}}}`,
+			`{"m":{"1":"x"}}`, []string{`m: type: x has type "string", want "integer"`}, ""},
+		{"a number past 2^53 is not checked", `{"type":"object","properties":{"n":{"type":"integer","exclusiveMaximum":9007199254740993}}}`, `{"n":9007199254740992}`, nil, ""},
 		{"a schema that is not one", `{"type":"object","properties":{"n":{"type":7}}}`, `{"n":1}`, nil, "type"},
 	}
 	for _, tc := range tests {

@@ -348,6 +348,8 @@ def build(pyd):
         count: pyd.conint(multiple_of=5) = 0,
         digits: pyd.constr(**pattern) = "0",
         word: pyd.constr(min_length=2, max_length=4) = "ab",
+        triple: pyd.conint(multiple_of=3) = 0,
+        below: pyd.conint(lt=2**53 + 1) = 0,
     ):
         pass
 
@@ -364,6 +366,10 @@ def build(pyd):
         ("not digits", {}, {"digits": "12a"}),
         ("length in code points", {}, {"word": "\U0001F600\U0001F600"}),
         ("too short", {}, {"word": "a"}),
+        # Past 2**53 a float64 rounds: Python's ints do not.
+        ("huge multiple", {}, {"triple": 3 * 3002399751580331}),
+        ("huge just below the bound", {}, {"below": 2**53}),
+        ("huge at the bound", {}, {"below": 2**53 + 1}),
     )
 
     add(
