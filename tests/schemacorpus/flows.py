@@ -11,10 +11,12 @@ Prefect's schemas do (pydantic 1 leaves null out of Optional fields, for one).
 """
 
 import datetime
+import decimal
 import enum
+import ipaddress
 import pathlib
 import uuid
-from typing import Any, Dict, List, Literal, Optional, Set, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Literal, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from prefect import flow
 from prefect.blocks.core import Block
@@ -42,6 +44,13 @@ class Endpoint(Block):
 
     url: str = "http://localhost"
     timeout: float = 10.0
+
+
+class Vault(Block):
+    """A block with a block-typed field (block_schema_references)."""
+
+    creds: Creds
+    path: str = "/"
 
 
 class Color(enum.Enum):
@@ -444,6 +453,46 @@ def build(pyd):
         ("variable bool", {}, {"n": 1, "flag": ph_var("flag")}),
         ("placeholder in deployment defaults", {"n": ph_var("retries"), "cfg": {"name": ph_var("env")}}, {}),
         ("missing variable in deployment default overridden", {"n": ph_var("nope")}, {"n": 2}),
+    )
+
+    class Aliased(BaseModel):
+        klass: str = Field(..., alias="class")
+
+    @flow(name="more-types")
+    def more_types(
+        amount: decimal.Decimal = decimal.Decimal("0"),
+        ip: ipaddress.IPv4Address = None,
+        codes: Dict[int, str] = None,
+        maybe: List[Optional[int]] = None,
+        seq: Sequence[int] = (),
+        fs: FrozenSet[int] = frozenset(),
+        mp: Mapping[str, List[int]] = None,
+        raw_bytes: bytes = b"",
+        aliased: Aliased = None,
+        vault: Vault = None,
+        json: str = "",
+    ):
+        pass
+
+    add(
+        more_types,
+        ("decimal as string", {}, {"amount": "1.50"}),
+        ("decimal as number", {}, {"amount": 1.5}),
+        ("decimal not a number", {}, {"amount": "abc"}),
+        ("ip valid", {}, {"ip": "10.0.0.1"}),
+        ("ip malformed", {}, {"ip": "999.1"}),
+        ("int-keyed dict", {}, {"codes": {"1": "a", "2": "b"}}),
+        ("int-keyed dict with a word key", {}, {"codes": {"one": "a"}}),
+        ("list of Optional with nulls", {}, {"maybe": [1, None, 3]}),
+        ("sequence and frozenset", {}, {"seq": [1, 2], "fs": [3, 3]}),
+        ("mapping of lists wrong", {}, {"mp": {"a": [1, "x"]}}),
+        ("bytes", {}, {"raw_bytes": "aGVsbG8="}),
+        ("alias used", {}, {"aliased": {"class": "x"}}),
+        ("alias not used", {}, {"aliased": {"klass": "x"}}),
+        ("block with a nested block reference", {}, {"vault": {"creds": {"$ref": BLOCK_ID}}}),
+        ("block with a nested inline block", {}, {"vault": {"creds": {"user": "u", "password": "p"}, "path": "/x"}}),
+        ("vault by reference", {}, {"vault": {"$ref": {"block_document_id": OTHER_ID}}}),
+        ("parameter named like a model method", {}, {"json": "x"}),
     )
 
     @flow(name="kwargs")

@@ -10,6 +10,10 @@ Prefect flavour:
   prefect-3.9.1.json              Prefect 3.9.1, pydantic 2 models
   prefect-2.20.27-pydantic1.json  Prefect 2.20.27 with pydantic 1 schemas, as a
                                   Prefect 2 client on pydantic 1 registers them
+                                  (.venv-prefect2 has pydantic 2, whose pydantic.v1
+                                  is pydantic 1.10; the flows use pydantic.v1 models
+                                  and Prefect's HAS_PYDANTIC_V2 is set False, the
+                                  path a pydantic 1 install takes)
 
 Every schema is Prefect's own: the `parameters` of a real @flow (what
 prefect.utilities.callables.parameter_schema returns), dumped as the client
