@@ -14,6 +14,9 @@ Prefect flavour:
                                   is pydantic 1.10; the flows use pydantic.v1 models
                                   and Prefect's HAS_PYDANTIC_V2 is set False, the
                                   path a pydantic 1 install takes)
+  prefect-2.20.27-pydantic2.json  Prefect 2.20.27 on pydantic 2, as pip installs it
+                                  today (pydantic 2 models; a signature with a
+                                  Block still takes Prefect 2's pydantic 1 path)
 
 Every schema is Prefect's own: the `parameters` of a real @flow (what
 prefect.utilities.callables.parameter_schema returns), dumped as the client
@@ -27,7 +30,7 @@ Prefect's own server-side logic, as create_flow_run_from_deployment
     parameters = hydrate(dehydrated, ctx)           # HydrationError -> 400
     validate(parameters, schema, raise_on_error=True)  # ValidationError -> 409
 
-A pydantic 1 schema is judged by both servers (2.20.27 and 3.9.1): a Prefect 2
+A Prefect 2 schema is judged by both servers (2.20.27 and 3.9.1): a Prefect 2
 deployment keeps its schema when its server is upgraded. The Go test
 (plugin/flowrun/paramschema_corpus_test.go) asserts that the plugin rejects no
 case that any recorded server accepts.
@@ -89,7 +92,10 @@ def emit_schemas(flavour):
             }
         )
     v = _versions()
-    json.dump({"prefect": v["prefect"], "pydantic": v["pydantic"], "flavour": flavour, "flows": out}, sys.stdout)
+    pydantic = v["pydantic"]
+    if flavour == "pydantic1":
+        pydantic = "%s (pydantic.v1 of pydantic %s)" % (pyd.VERSION, v["pydantic"])
+    json.dump({"prefect": v["prefect"], "pydantic": pydantic, "flavour": flavour, "flows": out}, sys.stdout)
 
 
 def judge_one(schema, defaults, parameters, variables):
@@ -172,6 +178,7 @@ def main():
     plan = [
         ("prefect-3.9.1.json", py3, "pydantic2", [py3]),
         ("prefect-2.20.27-pydantic1.json", py2, "pydantic1", [py2, py3]),
+        ("prefect-2.20.27-pydantic2.json", py2, "pydantic2", [py2, py3]),
     ]
     total = 0
     for fname, py, flavour, judges in plan:
