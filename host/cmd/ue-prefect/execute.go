@@ -113,7 +113,7 @@ func reportEarly(stdout, stderr io.Writer, inv *invocation, err error) int {
 		ae = &abi.Error{Code: abi.CodeInvalidInput, Field: fe.field, Message: fe.msg}
 	}
 	out := abi.Failure(ae)
-	red := &redactor{w: stderr}
+	red := &redactor{w: newPeopleWriter(stderr)}
 	if inv != nil {
 		red.secrets = append(inv.cred.Secrets(), urlSecrets(inv)...)
 	}
@@ -190,7 +190,11 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		secrets = append(secrets, inv.basicAlso.Secrets()...)
 	}
 	secrets = append(secrets, urlSecrets(inv)...)
-	errw := &redactor{w: stderr, secrets: secrets}
+	// stderr carries text for people (errw) and the output-field lines
+	// (fieldw), one Write at a time.
+	se := &lockedWriter{w: stderr}
+	errw := &redactor{w: newPeopleWriter(se), secrets: secrets}
+	fieldw := &redactor{w: se, secrets: secrets}
 	outw := &redactor{w: stdout, secrets: secrets}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(errw, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
@@ -318,7 +322,7 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 			}
 			lastFields = p.Fields
 			b, _ := json.Marshal(p.Fields)
-			fmt.Fprintf(errw, "%s%s\n", OutputPrefix, b)
+			fmt.Fprintf(fieldw, "%s%s\n", OutputPrefix, b)
 			if fieldsPath != "" {
 				if err := writeJSONFile(fieldsPath, p.Fields, errw); err != nil {
 					warnOnce(&fieldsWarned, "cannot write the output fields to %s: %v", fieldsPath, err)
