@@ -64,6 +64,8 @@ test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e 
 	$(GO) test -count=1 -timeout 5m $$($(GO) list ./... | grep -v '/tests')
 	@# The Prefect-backed packages one at a time: each starts its own server, and two on 2 cores starve SQLite.
 	@mkdir -p bin && rm -f bin/test-report.txt
+	@# The Windows binary's test runs under Debian's Wine: install it when missing.
+	bash tests/rig/wine.sh
 	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 12m -p 1 ./tests/...
 	@cat bin/test-report.txt
 	$(MAKE) --no-print-directory test.pyextism test.temporal test.wasm fuzz-short
