@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -40,6 +41,12 @@ type capturedOutput struct {
 const (
 	testAPIKey     = "pnu_e2eSECRETkey0123456789abcdefghij"
 	testAuthString = "prefect-admin:e2e-Secret-Passw0rd"
+	// A secret holding characters that JSON and Go's %q escape: a leak
+	// into a JSON document would show only its escaped form.
+	testQuotedPassword = `e2e-"Quo\ted\Passw0rd`
+	testQuotedAuth     = "prefect-admin:" + testQuotedPassword
+	// The UAC extension suite's credential password (host/uac/tests).
+	uacTestPassword = `uac-S3"cret\Passw0rd!`
 )
 
 func TestMain(m *testing.M) {
@@ -85,9 +92,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// secretForms is every test secret as it may leak: as is, base64-encoded
+// (a basic-auth header), and JSON-escaped (inside a document or a log
+// line that quotes it, where `"` and `\` are escaped).
 func secretForms() []string {
-	return []string{testAPIKey, testAuthString, "e2e-Secret-Passw0rd",
-		"cHJlZmVjdC1hZG1pbjplMmUtU2VjcmV0LVBhc3N3MHJk"} // base64 of the auth string
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, s := range []string{testAPIKey, testAuthString, "e2e-Secret-Passw0rd", testQuotedAuth, testQuotedPassword, uacTestPassword} {
+		add(s)
+		add(base64.StdEncoding.EncodeToString([]byte(s)))
+		j, _ := json.Marshal(s)
+		add(string(j[1 : len(j)-1]))
+		add(strings.Trim(fmt.Sprintf("%q", s), `"`))
+	}
+	return out
+}
+
+// leaks reports whether data holds any form of a test secret.
+func leaks(data string) bool {
+	for _, s := range secretForms() {
+		if strings.Contains(data, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func grepSecrets() (int, []string) {
@@ -95,11 +129,8 @@ func grepSecrets() (int, []string) {
 	defer outputsMu.Unlock()
 	var hits []string
 	for _, o := range outputs {
-		for _, s := range secretForms() {
-			if strings.Contains(o.data, s) {
-				hits = append(hits, o.name)
-				break
-			}
+		if leaks(o.data) {
+			hits = append(hits, o.name)
 		}
 	}
 	return len(outputs), hits

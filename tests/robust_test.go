@@ -268,6 +268,7 @@ func TestE2E_BasicAuth(t *testing.T) {
 		{"auth string from env", map[string]string{"PREFECT_API_AUTH_STRING": testAuthString, "UE_PREFECT_WAIT": "true"}, 0, "Task executed successfully."},
 		{"auth string from a file", map[string]string{"PREFECT_API_AUTH_STRING_FILE": file, "UE_PREFECT_DEPLOYMENT": "idle/idle"}, 0, "Task executed successfully."},
 		{"wrong password", map[string]string{"PREFECT_API_AUTH_STRING": "prefect-admin:wrong-e2e-password"}, 20, "Data Validation Error: Credentials: Prefect refused the basic credential from env PREFECT_API_AUTH_STRING (HTTP 401: Unauthorized)"},
+		{"wrong password with a quote and a backslash", map[string]string{"PREFECT_API_AUTH_STRING": testQuotedAuth}, 20, "Data Validation Error: Credentials: Prefect refused the basic credential from env PREFECT_API_AUTH_STRING (HTTP 401: Unauthorized)"},
 		{"no credential", nil, 20, "Data Validation Error: Credentials: Prefect refused the none credential"},
 	}
 	for _, tc := range tests {
