@@ -54,10 +54,16 @@ func TestE2E_UACExtension(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, python, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "host/uac/tests")
+	args := []string{"-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "host/uac/tests"}
+	// UE_PREFECT_TEST_PYTEST_K runs only the pytest tests that match it (pytest -k).
+	if k := os.Getenv("UE_PREFECT_TEST_PYTEST_K"); k != "" {
+		args = append(args, "-k", k)
+	}
+	cmd := exec.CommandContext(ctx, python, args...)
 	cmd.Dir = root
 	cmd.Env = baseEnv(map[string]string{
 		"XDG_CACHE_HOME":                xdg,
+		"CI":                            os.Getenv("CI"), // the noexec test never skips under CI=true
 		"PYTHONDONTWRITEBYTECODE":       "1",
 		"UE_PREFECT_TEST_BIN_DIR":       bins,
 		"UE_PREFECT_TEST_API_URL":       env.Server.URL,
@@ -71,7 +77,11 @@ func TestE2E_UACExtension(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pytest (%s): %v\n%s", time.Since(start).Round(time.Second), err, out)
 	}
-	t.Logf("pytest (%s):\n%s", time.Since(start).Round(time.Second), tail(string(out), 40))
+	lines := 40
+	if os.Getenv("UE_PREFECT_TEST_PYTEST_K") != "" {
+		lines = 400 // a chosen few: all of it
+	}
+	t.Logf("pytest (%s):\n%s", time.Since(start).Round(time.Second), tail(string(out), lines))
 	if !strings.Contains(string(out), " passed") || strings.Contains(string(out), " skipped") {
 		t.Errorf("pytest did not pass every test")
 	}

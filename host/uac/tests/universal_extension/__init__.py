@@ -9,10 +9,14 @@ It is never packaged: build.sh copies only host/uac/extension/src.
 """
 
 import logging
+import os
+import signal
 import threading
 import time
 
-__all__ = ["UniversalExtension", "ExtensionResult", "logger", "Agent"]
+from . import ui
+
+__all__ = ["UniversalExtension", "ExtensionResult", "logger", "ui", "Agent"]
 
 # -- logger -----------------------------------------------------------------
 # `from universal_extension import logger`; logger.info(...) goes to the task's STDERR.
@@ -112,18 +116,49 @@ def credential(user=None, password=None, token=None, dotted_as=None):
 
 
 # -- What the agent does with an Extension (test driver) ---------------------------------
+# The agent ends a cancelled task this long after it called extension_cancel: the agent's
+# EXTENSION_CANCEL_TIMEOUT, 10 s by default ("extension_cancel_timeout" in the agent's
+# configuration). Source: issue 16 of this project, from Stonebranch's Universal Agent
+# configuration reference (not among the stored copies of Stonebranch's pages: inferred).
+EXTENSION_CANCEL_TIMEOUT = 10
+
+
+def _children():
+    """Pids of this process's children (Linux /proc)."""
+    me, out = os.getpid(), []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me:
+            out.append(int(pid))
+    return out
+
+
 class Agent(object):
     """Runs an Extension the way the agent's worker would, as far as the documents say:
     extension_start in one thread, extension_cancel from another (inferred: the tutorial
-    shows Cancel arriving while extension_start is still running)."""
+    shows Cancel arriving while extension_start is still running), and
+    EXTENSION_CANCEL_TIMEOUT after extension_cancel began, the task is ended by force:
+    here, the extension's child processes are killed (the agent ends the extension's
+    process, and with it the pipes of anything it started)."""
 
-    def __init__(self, extension_class):
+    def __init__(self, extension_class, template=None):
         self.extension = extension_class()
+        self.template = template
         self.result = None
         self.error = None
         self._thread = None
         self.started = None
         self.ended = None
+        self.forced = False  # the agent had to end the task after EXTENSION_CANCEL_TIMEOUT
+        self.cancel_returned = None
+        self.choice_fields = None  # what the last dynamic choice command received
+        del ui.calls[:]
 
     def start(self, fields):
         def run():
@@ -149,18 +184,59 @@ class Agent(object):
         return self.result
 
     def cancel(self):
-        self.extension.extension_cancel()
+        """extension_cancel on its own thread; EXTENSION_CANCEL_TIMEOUT later, the task
+        is ended by force if extension_cancel or extension_start has not returned."""
+        sent = time.monotonic()
+
+        def run():
+            self.extension.extension_cancel()
+            self.cancel_returned = time.monotonic()
+
+        t = threading.Thread(target=run)
+        t.daemon = True
+        t.start()
+        t.join(EXTENSION_CANCEL_TIMEOUT)
+        left = EXTENSION_CANCEL_TIMEOUT - (time.monotonic() - sent)
+        if self._thread is not None and left > 0:
+            self._thread.join(left)
+        if t.is_alive() or (self._thread is not None and self._thread.is_alive()):
+            self.forced = True
+            for pid in _children():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def updates(self):
-        return [u for _, u in self.extension._status_updates]
+        """Every output-field update, through either API, in order."""
+        return [u for _, u in self.timed_updates()]
+
+    def timed_updates(self):
+        return sorted(self.extension._status_updates + list(ui.calls), key=lambda x: x[0])
 
     def choice(self, field_name, fields):
-        """Run the dynamic choice command registered for field_name."""
+        """Run the dynamic choice command registered for field_name with what the agent
+        passes it: only the fields the template lists in that field's choiceFields
+        (Source: "Dynamic Choice Fields", Introduction, UC 7.4 above; the template's
+        choiceFields names the dependent fields by their field mapping)."""
+        if self.template is not None:
+            fields = self.dependent_fields(field_name, fields)
+        self.choice_fields = dict(fields)
         for attr in dir(type(self.extension)):
             fn = getattr(type(self.extension), attr)
             if getattr(fn, "_dynamic_choice_field", None) == field_name:
                 return getattr(self.extension, attr)(fields)
         raise AssertionError("no dynamic choice command for %r" % field_name)
+
+    def dependent_fields(self, field_name, fields):
+        by_mapping = dict((f["fieldMapping"], f["name"]) for f in self.template["fields"])
+        spec = [f for f in self.template["fields"] if f["name"] == field_name][0]
+        names = [by_mapping[m] for m in spec["choiceFields"]]
+        out = {}
+        for k, v in fields.items():
+            if k in names or k.split(".", 1)[0] in names:  # a Credential also as dotted keys
+                out[k] = v
+        return out
 
 
 def log_lines():
