@@ -74,6 +74,10 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 		m.fail(m.statusError(r, ""))
 		return
 	}
+	if _, bad := m.parseRun(r); bad != "" {
+		m.badResponse(bad)
+		return
+	}
 	if m.s.Poll.CreatedAt == nil {
 		m.markCreated()
 	}

@@ -29,6 +29,7 @@ const (
 	kindRedirect
 	kindBody
 	kindLargeBody
+	kindStatusAfterUpstream
 )
 
 // Fault is what a FaultProxy does to a request matched by a Rule. Use the
@@ -60,6 +61,18 @@ var (
 // Delay forwards the request at once but holds the upstream's response for
 // d before writing it (the side effect happens; the answer is late).
 func Delay(d time.Duration) Fault { return Fault{kind: kindDelay, delay: d} }
+
+// StatusAfterUpstream forwards the request, lets the upstream handle it
+// completely (its side effects happen), then answers code with body
+// instead of the upstream's answer: a server that committed the work and
+// then failed, e.g. a 500 after the create_flow_run transaction.
+func StatusAfterUpstream(code int, body string) Fault {
+	h := http.Header{}
+	if body != "" {
+		h.Set("Content-Type", "application/json")
+	}
+	return Fault{kind: kindStatusAfterUpstream, status: code, header: h, body: []byte(body)}
+}
 
 // DelayBefore waits d before forwarding; if the client gives up meanwhile,
 // nothing reaches the upstream.
@@ -119,6 +132,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("body(%d, %d bytes)", f.status, len(f.body))
 	case kindLargeBody:
 		return fmt.Sprintf("large-body(%d, %d bytes)", f.status, f.size)
+	case kindStatusAfterUpstream:
+		return fmt.Sprintf("status-after-upstream(%d)", f.status)
 	}
 	return ""
 }
@@ -496,7 +511,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
-	if f.kind == kindDropAfterUpstream || f.kind == kindDelay {
+	if f.kind == kindDropAfterUpstream || f.kind == kindDelay || f.kind == kindStatusAfterUpstream {
 		ctx = context.WithoutCancel(ctx) // the upstream must finish the request
 	}
 	status, header, body, err := p.forward(ctx, r, reqBody)
@@ -514,6 +529,14 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch f.kind {
 	case kindDropAfterUpstream:
 		hijackClose(w, false, &ex)
+		return
+	case kindStatusAfterUpstream:
+		for k, vs := range f.header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(f.status)
+		w.Write(f.body)
+		ex.Status = f.status
 		return
 	case kindDelay:
 		select {

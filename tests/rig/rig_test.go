@@ -399,6 +399,7 @@ func TestFaultProxy(t *testing.T) {
 	}{
 		{name: "passthrough", method: "POST", path: "/api/x?q=1", wantStatus: 201, wantHeader: [2]string{"X-Upstream", "yes"}, wantBody: `"path":"/api/x","query":"q=1"`, wantHits: 1},
 		{name: "drop after upstream", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.DropAfterUpstream}, method: "POST", path: "/api/deployments/1/create_flow_run", wantErr: "EOF", wantHits: 1},
+		{name: "status after upstream", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.StatusAfterUpstream(500, `{"exception_message":"Internal Server Error"}`)}, method: "POST", path: "/api/deployments/1/create_flow_run", wantStatus: 500, wantBody: "Internal Server Error", wantHits: 1},
 		{name: "rule does not match other method", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.DropAfterUpstream}, method: "GET", path: "/api/deployments/1/create_flow_run", wantStatus: 201, wantHits: 1},
 		{name: "drop", rule: rig.Rule{Times: 1, Fault: rig.Drop}, method: "GET", path: "/api/health", wantErr: "EOF", wantHits: 0},
 		{name: "reset", rule: rig.Rule{Times: 1, Fault: rig.Reset}, method: "GET", path: "/api/health", wantErr: "reset", wantHits: 0},
