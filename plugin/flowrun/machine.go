@@ -119,6 +119,9 @@ func Start(in abi.RunInput) (*Machine, []abi.Command) {
 		RNG:          in.Seed,
 		Now:          in.NowMS,
 	}
+	if in.NowUnixMS > 0 {
+		m.s.WallOffset = in.NowUnixMS - in.NowMS
+	}
 	cfg, err := ParseFields(action, in.Fields)
 	m.s.Cfg = cfg
 	switch {
