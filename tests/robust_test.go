@@ -154,17 +154,19 @@ func TestE2E_PreRunFaults(t *testing.T) {
 			if tc.rule.Method != "POST" {
 				return
 			}
-			// The failed create did create the run: the server answered 201
-			// behind the 500, and the repeat returned that run.
-			var first *rig.Exchange
+			// The create that got the 500 did create the run: the server
+			// answered 201 behind it (the fault waits for a create the
+			// server commits, past any 503 of a busy SQLite), and the
+			// repeat returned that run.
+			var faulted *rig.Exchange
 			for _, ex := range p.Log() {
-				if strings.HasSuffix(ex.Path, "/create_flow_run") {
-					first = &ex
+				if ex.Fault != "" {
+					faulted = &ex
 					break
 				}
 			}
-			if first == nil || !first.Forwarded || first.UpstreamStatus != 201 || first.Status != 500 {
-				t.Errorf("first create = %+v, want forwarded, 201 upstream, 500 to the client", first)
+			if faulted == nil || !faulted.Forwarded || faulted.UpstreamStatus != 201 || faulted.Status != 500 {
+				t.Errorf("faulted create = %+v, want forwarded, 201 upstream, 500 to the client", faulted)
 			}
 			if !strings.Contains(r.stderr, "answer to an earlier attempt was lost") || r.doc.Result["reattached"] == true {
 				t.Errorf("the run is not reported as created by this task:\n%s", r.stderr)
