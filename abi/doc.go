@@ -44,10 +44,11 @@
 //
 // The plugin reads no clock: every answer from the host carries now_ms,
 // the host's monotonic milliseconds, and deadlines are computed from it.
-// Wall-clock time enters once: [RunInput.NowUnixMS], the host's wall clock
-// at the start, against which a scheduled start ([Fields.StartAt]) is
-// checked and a relative one resolved. The resolved time is kept in the
-// checkpoint, so a resumed run never recomputes it.
+// Wall-clock time enters with [RunInput.NowUnixMS], the host's wall clock
+// at the start or resume, against which a scheduled start ([Fields.StartAt])
+// is checked and a relative one resolved. The resolved time is kept in the
+// checkpoint, so a resumed run never recomputes it; a resume moves the
+// machine's time on by the wall-clock time it was away.
 // It draws no randomness: [RunInput.Seed] seeds retry jitter and state
 // transition ids. It never sees a secret: [FuncCredential] reports only
 // the scheme and where the secret came from, and the host adds the

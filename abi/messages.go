@@ -36,8 +36,12 @@ type RunInput struct {
 	// start. It is the machine's only wall-clock reading: a scheduled start
 	// ([Fields.StartAt]) is checked against it (not in the past) and a
 	// relative one ("10m") resolved from it, once; the result is kept in the
-	// checkpoint. Zero means unknown: then a StartAt is refused (exit 20).
-	// On a resume it is ignored.
+	// checkpoint. It also places an attached run's expected start on the
+	// machine's time line (the start deadline counts from it). Zero means
+	// unknown: then a StartAt is refused (exit 20). On a resume it never
+	// moves the scheduled start, but machine time moves on by the wall-clock
+	// time since the checkpoint, so deadlines count the downtime; every
+	// host sets it, on a resume too.
 	NowUnixMS int64 `json:"now_unix_ms,omitempty"`
 	// Checkpoint, when present, resumes a run from a [Progress.Checkpoint]
 	// of an earlier invocation instead of starting afresh.

@@ -241,8 +241,11 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 func (m *Monitor) baseInput() abi.RunInput {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
+	// The wall clock schedules a Start At, places an attached run's
+	// expected start, and on a restart from the store tells the machine
+	// how long it was away, so start deadlines count the downtime.
 	in := abi.RunInput{Target: m.cfg.Target, APIBase: m.cfg.APIBase.String(), UIBase: m.cfg.UIBase,
-		Seed: binary.LittleEndian.Uint64(b[:]) | 1, InvocationID: randomID(), NowMS: m.nowMS()}
+		Seed: binary.LittleEndian.Uint64(b[:]) | 1, InvocationID: randomID(), NowMS: m.nowMS(), NowUnixMS: m.clock.Now().UnixMilli()}
 	return in
 }
 

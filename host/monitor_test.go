@@ -189,3 +189,51 @@ func TestFileStore(t *testing.T) {
 		t.Error("a broken file loaded without error")
 	}
 }
+
+// TestMonitorWallClock: the Monitor gives the machine the wall clock, so a
+// run attached by id is judged from its expected_start_time: a run 30 s
+// late with a 31 s start deadline ends exit 41 about 1 s after its first
+// read, not 31 s later.
+func TestMonitorWallClock(t *testing.T) {
+	const id = "00000000-0000-4000-8000-000000000041"
+	expected := time.Now().Add(-30 * time.Second).UTC().Format(time.RFC3339Nano)
+	row := map[string]any{"id": id, "name": "late-run", "state_type": "SCHEDULED", "state_name": "Late",
+		"state": map[string]any{"type": "SCHEDULED", "name": "Late"}, "run_count": 0, "start_time": nil, "expected_start_time": expected}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/flow_runs/filter":
+			json.NewEncoder(w).Encode([]any{row})
+		case r.Method == http.MethodGet && r.URL.Path == "/api/flow_runs/"+id:
+			json.NewEncoder(w).Encode(row)
+		default:
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	base, err := ValidateAPIBase(srv.URL+"/api", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
+		Credential: NoCredential(), BatchWindow: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	start := time.Now()
+	w, err := m.Launch("late", abi.Fields{FlowRunID: id, PollInterval: "60", StartDeadline: "31"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("no outcome 20 s after the launch: the deadline does not count from the expected start")
+	}
+	if out := w.Outcome(); out.ExitCode != abi.ExitStartDeadline {
+		t.Errorf("exit %d (%s), want %d", out.ExitCode, out.StatusDescription, abi.ExitStartDeadline)
+	}
+	t.Logf("outcome after %s", time.Since(start).Round(time.Millisecond))
+}

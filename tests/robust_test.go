@@ -109,6 +109,72 @@ func TestE2E_TransientFaults(t *testing.T) {
 	}
 }
 
+// TestE2E_PreRunFaults: before the run exists, a 500 or a 2xx that is not
+// the expected JSON on a request that is safe to repeat (the deployment
+// read, the keyed create) is retried; a 500 on the create after the server
+// committed the run finds that run again by its idempotency key. Each task
+// ends exit 0 with exactly one flow run for its key.
+func TestE2E_PreRunFaults(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	byName := regexp.MustCompile(`/deployments/name/`)
+	create := regexp.MustCompile(`/create_flow_run$`)
+	const ise = `{"exception_message":"Internal Server Error"}`
+	tests := []struct {
+		name string
+		rule rig.Rule
+		want string // in stderr
+	}{
+		{"500 on the deployment read", rig.Rule{Method: "GET", Path: byName, Times: 1, Fault: rig.Status(500, nil, ise)}, "HTTP 500: Internal Server Error); a read is safe to repeat: retrying in"},
+		{"HTML with 200 on the deployment read", rig.Rule{Method: "GET", Path: byName, Times: 1, Fault: rig.Body(200, []byte("<html>checking your browser</html>"))}, "HTTP 200, the body is not JSON: <html>checking your browser</html>); a read is safe to repeat: retrying in"},
+		{"500 on the create after the server committed it", rig.Rule{Method: "POST", Path: create, Times: 1, Fault: rig.StatusAfterUpstream(500, ise)}, "HTTP 500: Internal Server Error); the create is safe to repeat"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := rig.NewFaultProxy(env.Server.URL)
+			defer p.Close()
+			p.Add(tc.rule)
+			key := "prerun-" + rig.NewUUID()
+			r := runUE(t, map[string]string{"PREFECT_API_URL": p.URL(), "UE_PREFECT_DEPLOYMENT": "ok/ok", "UE_PREFECT_IDEMPOTENCY_KEY": key})
+			wantExit(t, r, 0, "Task executed successfully.")
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, r.stderr)
+			}
+			if n := p.PendingRules(); n != 0 {
+				t.Errorf("%d faults were never triggered", n)
+			}
+			runs, err := env.Server.FlowRunsByIdempotencyKey(ctxT(t, 30*time.Second), r.str("idempotency_key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != 1 || runs[0]["id"] != r.str("flow_run_id") {
+				t.Errorf("%d runs with key %q, want exactly 1 (%s)", len(runs), r.str("idempotency_key"), r.str("flow_run_id"))
+			}
+			if tc.rule.Method != "POST" {
+				return
+			}
+			// The create that got the 500 did create the run: the server
+			// answered 201 behind it (the fault waits for a create the
+			// server commits, past any 503 of a busy SQLite), and the
+			// repeat returned that run.
+			var faulted *rig.Exchange
+			for _, ex := range p.Log() {
+				if ex.Fault != "" {
+					faulted = &ex
+					break
+				}
+			}
+			if faulted == nil || !faulted.Forwarded || faulted.UpstreamStatus != 201 || faulted.Status != 500 {
+				t.Errorf("faulted create = %+v, want forwarded, 201 upstream, 500 to the client", faulted)
+			}
+			if !strings.Contains(r.stderr, "answer to an earlier attempt was lost") || r.doc.Result["reattached"] == true {
+				t.Errorf("the run is not reported as created by this task:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
 // TestE2E_HostileServer: broken or hostile answers end in exit 1 with a
 // message: never a panic, never a hang.
 func TestE2E_HostileServer(t *testing.T) {
@@ -147,7 +213,10 @@ func TestE2E_HostileServer(t *testing.T) {
 					t.Errorf("stderr shows %q:\n%s", bad, r.stderr)
 				}
 			}
-			if r.elapsed > 30*time.Second {
+			// A request that is safe to repeat is retried within the retry
+			// budget first (backoff 1+2+4+8+13 s, ±20 %), so at most about
+			// 40 s; a hang would take the 90 s of the wait.
+			if r.elapsed > 60*time.Second {
 				t.Errorf("took %s", r.elapsed)
 			}
 		})

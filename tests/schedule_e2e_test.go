@@ -103,6 +103,72 @@ func TestE2E_StartDeadline(t *testing.T) {
 	}
 }
 
+// TestE2E_StartDeadlineRetryingRun: flaky/flaky really retries: its first
+// attempt fails at once and the run waits 40 s in AwaitingRetry, a
+// SCHEDULED state, across several polls. A start deadline of 25 s, shorter
+// than the whole run, must not take that run for one that never started,
+// nor cancel it: the task ends with the flow's real outcome, COMPLETED.
+// Events are off, so only polls, 8 s apart, see the run: they miss the
+// moment it is RUNNING, as a run that fails at once is missed in practice.
+func TestE2E_StartDeadlineRetryingRun(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "flaky/flaky", "UE_PREFECT_WAIT", "true", "UE_PREFECT_POLL_INTERVAL", "8",
+		"UE_PREFECT_NO_EVENTS", "true", "UE_PREFECT_START_DEADLINE", "25", "UE_PREFECT_CANCEL_ON_DEADLINE", "true"))
+	wantExit(t, r, 0, "Task executed successfully.")
+	if lastState(r) != "COMPLETED" {
+		t.Errorf("final state %q, want COMPLETED", lastState(r))
+	}
+	if !strings.Contains(r.stderr, "is AwaitingRetry (SCHEDULED)") {
+		t.Errorf("no poll saw the run in AwaitingRetry:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr, "has not started") || strings.Contains(r.stderr, "Cancelling") {
+		t.Errorf("the start deadline judged the retrying run:\n%s", r.stderr)
+	}
+	run, err := env.Server.ReadFlowRun(ctxT(t, 30*time.Second), r.str("flow_run_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, _ := run["run_count"].(float64); rc != 2 || rig.StateType(run) != "COMPLETED" {
+		t.Errorf("flow run on Prefect: %s, run_count %v; want COMPLETED after 2 runs", rig.StateType(run), run["run_count"])
+	}
+	if r.elapsed < 25*time.Second {
+		t.Errorf("took %s: the run ended before the deadline, so it was not judged", r.elapsed)
+	}
+}
+
+// TestE2E_StartDeadlineAttachFuture: attached by id to a run created
+// SCHEDULED two hours ahead, a short start deadline counts from the run's
+// expected start, so the run is not late: Max Number of Polls ends the
+// wait (exit 40, not 41) and the run is left SCHEDULED, not cancelled.
+func TestE2E_StartDeadlineAttachFuture(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	ctx := ctxT(t, 30*time.Second)
+	did, err := env.Server.DeploymentID(ctx, "idle", "idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	status, run, err := env.Server.CreateFlowRun(ctx, did, map[string]any{"state": map[string]any{
+		"type": "SCHEDULED", "name": "Scheduled", "state_details": map[string]any{"scheduled_time": at}}})
+	if err != nil || status != 201 {
+		t.Fatalf("create = %d, %v", status, err)
+	}
+	id, _ := run["id"].(string)
+	t.Cleanup(func() { _ = env.Server.CancelFlowRun(ctxT(t, 30*time.Second), id) })
+	r := runUE(t, server(env, "UE_PREFECT_FLOW_RUN_ID", id, "UE_PREFECT_WAIT", "true", "UE_PREFECT_POLL_INTERVAL", "1",
+		"UE_PREFECT_MAX_POLLS", "4", "UE_PREFECT_START_DEADLINE", "2", "UE_PREFECT_CANCEL_ON_DEADLINE", "true"))
+	wantExit(t, r, 40, "Polling Timeout")
+	after, err := env.Server.ReadFlowRun(ctxT(t, 30*time.Second), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rig.StateType(after); got != "SCHEDULED" {
+		t.Errorf("flow run is %s on Prefect, want SCHEDULED (not cancelled)", got)
+	}
+}
+
 // TestE2E_Prefect2: the same plugin against a Prefect 2.20 server and
 // runner: a scheduled start, and parameter values checked against the
 // schema as each deployment says (2.x does not enforce by default).

@@ -32,6 +32,11 @@ type state struct {
 	// time keeps running forward across a resume in a new process.
 	Offset int64 `json:"offset_ms"`
 	Now    int64 `json:"now_ms"`
+	// WallOffset maps machine time to the host's wall clock (Unix ms =
+	// machine + WallOffset); 0 when the host gave no wall clock. It places
+	// a flow run's expected start on the machine's time line, and on a
+	// resume tells how long the task was away (schedule.go).
+	WallOffset int64 `json:"wall_offset_ms,omitempty"`
 
 	Pending pending `json:"pending,omitzero"` // the outstanding command (http.go)
 
@@ -118,11 +123,12 @@ func sourcePrefix(in abi.RunInput) string {
 // rebind checks that a checkpoint answers for the task in: the inputs that
 // define the flow run (action, target, API base, workspace, deployment or
 // flow run id, idempotency key, flow run name, parameters, context, job
-// variables, tags) must be those it was written for, or the task would
-// report another run's outcome. The settings of the wait (wait, poll
+// variables, tags, Start At) must be those it was written for, or the task
+// would report another run's outcome. The settings of the wait (wait, poll
 // interval, max polls, outage budget, cancel on interrupt and its grace,
-// log streaming, metadata) and the UI base are the new task's. Fields left
-// all empty resume the checkpoint with its own inputs and settings.
+// log streaming, metadata, start deadline and cancel on it) and the UI
+// base are the new task's. Fields left all empty resume the checkpoint
+// with its own inputs and settings.
 func (m *Machine) rebind(in abi.RunInput) *abi.Error {
 	action := in.Action
 	if action == "" {
@@ -158,6 +164,9 @@ func (m *Machine) rebind(in abi.RunInput) *abi.Error {
 			differ("idempotency_key", old.IdempotencyKey, cfg.IdempotencyKey)
 		}
 		differ("flow_run_name", old.FlowRunName, cfg.FlowRunName)
+		if !sameStart(old.StartAt, cfg.StartAt) {
+			differ("start_at", old.StartAt, cfg.StartAt)
+		}
 		if !sameJSON(old.Parameters, cfg.Parameters) || !sameJSON(old.Context, cfg.Context) ||
 			!sameJSON(old.JobVariables, cfg.JobVariables) || !sameTags(old.Tags, cfg.Tags) {
 			diffs = append(diffs, abi.FieldLabel("parameters")+" differ")
@@ -181,6 +190,10 @@ func (m *Machine) rebind(in abi.RunInput) *abi.Error {
 		c.Wait, c.PollInterval, c.MaxPolls = cfg.Wait, cfg.PollInterval, cfg.MaxPolls
 		c.OutageBudget, c.CancelOnInterrupt, c.CancelGrace = cfg.OutageBudget, cfg.CancelOnInterrupt, cfg.CancelGrace
 		c.StreamLogs, c.IncludeMetadata = cfg.StreamLogs, cfg.IncludeMetadata
+		c.StartDeadline, c.CancelOnDeadline = cfg.StartDeadline, cfg.CancelOnDeadline
+		if c.StartDeadline > 0 && m.s.Sched == nil {
+			m.s.Sched = &schedule{}
+		}
 		if in.UIBase != "" {
 			m.s.UIBase = in.UIBase
 		}
@@ -212,9 +225,11 @@ func sameTags(a, b []string) bool {
 // resume continues a checkpointed run in a new invocation: from the flow
 // run if it is known, else by repeating the (idempotent) create, else from
 // the beginning. Nothing outstanding survives the old process: no command,
-// no interrupt, no outage.
+// no interrupt, no outage. Machine time moves on by the wall-clock time
+// the task was away, so deadlines count it.
 func (m *Machine) resume(in abi.RunInput) {
 	m.s.Offset = m.s.Now - in.NowMS
+	m.resumeClock(in.NowUnixMS) // schedule.go
 	m.s.Pending = pending{}
 	m.s.Cancel = cancelState{}
 	m.s.Poll.InOutage, m.s.Poll.EventRead = false, false

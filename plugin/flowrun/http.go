@@ -73,6 +73,17 @@ func (m *Machine) onHTTP(h handler, r *abi.HTTPResponse) {
 		m.fail(abi.Errorf(abi.CodeRefused, "", "%s: %s", m.what(), describe(r)))
 		return
 	}
+	if h.repeatable && r.Status == 500 {
+		// A server error on a request that is safe to repeat: the next
+		// attempt may well succeed (a transaction that lost a race, a
+		// worker restarting behind a proxy).
+		m.retry(r)
+		return
+	}
+	if h.repeatable {
+		m.answer = r
+		defer func() { m.answer = nil }()
+	}
 	if r.Status >= 200 && r.Status < 300 {
 		if len(r.Body) == 0 {
 			m.badResponse("the body is not JSON")
@@ -101,9 +112,11 @@ func (m *Machine) retry(r *abi.HTTPResponse) { m.retryAs(r, describe(r)) }
 // retryAs is retry with the failure described as fail.
 func (m *Machine) retryAs(r *abi.HTTPResponse, fail string) {
 	p := &m.s.Pending
-	// A create that got no answer, or a gateway's 502/504 (the server
-	// behind it may have handled the request), may have created the run.
-	if p.Op == opCreate && (r.Error != nil || r.Status == 502 || r.Status == 504) {
+	// A create that got no answer, a gateway's 502/504 (the server behind
+	// it may have handled the request), a 500 (the server may have
+	// committed the run before it failed) or a 2xx it could not read may
+	// have created the run.
+	if p.Op == opCreate && (r.Error != nil || r.Status == 500 || r.Status == 502 || r.Status == 504 || (r.Status >= 200 && r.Status < 300)) {
 		m.s.Launch.Unsure = true
 	}
 	if m.interruptStops(p.Op) {
@@ -133,7 +146,7 @@ func (m *Machine) retryAs(r *abi.HTTPResponse, fail string) {
 	case m.s.Cancel.Cancelling:
 		ok = m.cancelRetry(delay, fail) // cancel.go
 	default:
-		ok = m.budgetRetry(delay, fail)
+		ok = m.budgetRetry(r, delay, fail)
 	}
 	if ok {
 		p.Retry = p.Op
@@ -142,15 +155,33 @@ func (m *Machine) retryAs(r *abi.HTTPResponse, fail string) {
 }
 
 // budgetRetry decides whether the outstanding request may be tried again
-// after delay: within maxAttempts and retryBudget.
-func (m *Machine) budgetRetry(delay int64, fail string) bool {
+// after delay: within maxAttempts and retryBudget. A create that runs out
+// ends naming the idempotency key that finds or launches its run.
+func (m *Machine) budgetRetry(r *abi.HTTPResponse, delay int64, fail string) bool {
 	p := m.s.Pending
 	if p.Attempt >= maxAttempts || m.s.Now+delay-p.Since > retryBudget {
-		m.fail(abi.Errorf(abi.CodeUnavailable, "", "%s failed %d times over %s; last error: %s", m.what(), p.Attempt, dur(m.s.Now-p.Since), fail))
+		msg := fmt.Sprintf("%s failed %d times over %s; last error: %s", m.what(), p.Attempt, dur(m.s.Now-p.Since), fail)
+		if p.Op == opCreate {
+			msg += fmt.Sprintf("; run again with Idempotency Key %q: it re-attaches to the flow run if an attempt created one, and launches it otherwise", m.userKey())
+		}
+		m.fail(&abi.Error{Code: abi.CodeUnavailable, Message: msg})
 		return false
 	}
-	m.logf(abi.LevelWarn, "%s failed (%s); retrying in %s (attempt %d of %d)", m.what(), fail, dur(delay), p.Attempt+1, maxAttempts)
+	m.logf(abi.LevelWarn, "%s failed (%s); %sretrying in %s (attempt %d of %d)", m.what(), fail, m.safeToRepeat(r), dur(delay), p.Attempt+1, maxAttempts)
 	return true
+}
+
+// safeToRepeat says, for the log, why an answer that is final for other
+// requests is retried for this one: a 500 or a 2xx that could not be read,
+// on a request that is safe to repeat (handler.repeatable).
+func (m *Machine) safeToRepeat(r *abi.HTTPResponse) string {
+	if r.Error != nil || (r.Status != 500 && (r.Status < 200 || r.Status > 299)) {
+		return ""
+	}
+	if m.s.Pending.Op == opCreate {
+		return fmt.Sprintf("the create is safe to repeat (Idempotency Key %q yields at most one flow run): ", m.userKey())
+	}
+	return "a read is safe to repeat: "
 }
 
 // resend sends the request of a retry sleep again, unless an interrupt
@@ -237,7 +268,19 @@ func (m *Machine) statusError(r *abi.HTTPResponse, field string) *abi.Error {
 	return abi.Errorf(abi.CodeServerError, "", "%s: %s", m.what(), describe(r))
 }
 
+// badResponse ends the run on an answer whose body is not what the
+// endpoint returns; a request that is safe to repeat is tried again
+// instead, within the retry budget.
 func (m *Machine) badResponse(why string) {
+	if r := m.answer; r != nil {
+		m.answer = nil
+		desc := fmt.Sprintf("HTTP %d, %s", r.Status, why)
+		if len(r.Body) == 0 && strings.TrimSpace(r.BodyText) != "" {
+			desc += ": " + clip(strings.TrimSpace(r.BodyText))
+		}
+		m.retryAs(r, desc)
+		return
+	}
 	m.fail(abi.Errorf(abi.CodeBadResponse, "", "unexpected response to %s: %s", m.what(), why))
 }
 

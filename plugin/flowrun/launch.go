@@ -86,6 +86,10 @@ func (m *Machine) onCreate(r *abi.HTTPResponse) {
 		m.fail(m.statusError(r, field))
 		return
 	}
+	if _, bad := m.parseRun(r); bad != "" {
+		m.badResponse(bad) // repeated, as the run may exist (http.go)
+		return
+	}
 	m.markCreated()
 	if !m.readRun(r) {
 		return

@@ -11,6 +11,11 @@ import (
 type Machine struct {
 	s   state
 	out []abi.Command
+	// answer is the response the handler of a repeatable op is taking,
+	// while it takes it: a handler that finds the body is not what the
+	// endpoint returns then repeats the request instead of failing
+	// (badResponse).
+	answer *abi.HTTPResponse
 }
 
 // An op is what the outstanding command is for. The machine has exactly
@@ -50,21 +55,27 @@ type handler struct {
 	// failure of the run.
 	failed func(*Machine, *abi.HTTPResponse)
 	woke   func(*Machine)
+	// repeatable marks a request that is safe to repeat whatever became of
+	// an earlier attempt: a read, or the create, whose idempotency key
+	// makes a repeat return the run an earlier attempt created. For it a
+	// 500, and a 2xx whose body is not what the endpoint returns, are
+	// transient too (http.go, onHTTP).
+	repeatable bool
 }
 
 // handlers is the machine's table of operations: each op, and the
 // function in its operation's file that takes its answer.
 var handlers = map[op]handler{
 	opCredential:        {credential: (*Machine).onCredential},
-	opWorkspaces:        {http: (*Machine).onWorkspaces},
-	opDeployment:        {http: (*Machine).onDeployment},
-	opDeploymentByName:  {http: (*Machine).onDeployment},
-	opDeploymentsByName: {http: (*Machine).onDeploymentsByName},
-	opFlow:              {http: (*Machine).onFlow},
-	opDeploymentsAll:    {http: (*Machine).onDeploymentsAll},
-	opFlows:             {http: (*Machine).onFlows},
-	opCreate:            {http: (*Machine).onCreate},
-	opRead:              {http: (*Machine).onRead},
+	opWorkspaces:        {http: (*Machine).onWorkspaces, repeatable: true},
+	opDeployment:        {http: (*Machine).onDeployment, repeatable: true},
+	opDeploymentByName:  {http: (*Machine).onDeployment, repeatable: true},
+	opDeploymentsByName: {http: (*Machine).onDeploymentsByName, repeatable: true},
+	opFlow:              {http: (*Machine).onFlow, repeatable: true},
+	opDeploymentsAll:    {http: (*Machine).onDeploymentsAll, repeatable: true},
+	opFlows:             {http: (*Machine).onFlows, repeatable: true},
+	opCreate:            {http: (*Machine).onCreate, repeatable: true},
+	opRead:              {http: (*Machine).onRead, repeatable: true},
 	opSleepPoll:         {woke: (*Machine).wokePoll},
 	opLogs:              {http: (*Machine).onLogs, failed: (*Machine).onLogsFailed},
 	opSleepLogs:         {woke: (*Machine).sendLogs},
@@ -107,6 +118,9 @@ func Start(in abi.RunInput) (*Machine, []abi.Command) {
 		InvocationID: in.InvocationID,
 		RNG:          in.Seed,
 		Now:          in.NowMS,
+	}
+	if in.NowUnixMS > 0 {
+		m.s.WallOffset = in.NowUnixMS - in.NowMS
 	}
 	cfg, err := ParseFields(action, in.Fields)
 	m.s.Cfg = cfg

@@ -2,10 +2,12 @@ package flowrun
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
@@ -511,6 +513,8 @@ func TestResumeBinding(t *testing.T) {
 		{"other workspace", func(in *abi.RunInput) { in.Fields.Workspace = "acme/prod" }, "Workspace ID or Name"},
 		{"other action", func(in *abi.RunInput) { in.Action = abi.ActionListDeployments }, "Action"},
 		{"bad new input", func(in *abi.RunInput) { in.Fields.PollInterval = "0" }, "Polling Interval (sec)"},
+		{"other Start At", func(in *abi.RunInput) { in.Fields.StartAt = "2026-12-01T00:00:00Z" }, `Start At "", not "2026-12-01T00:00:00Z"`},
+		{"another start deadline is a wait setting", func(in *abi.RunInput) { in.Fields.StartDeadline = "60" }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -593,10 +597,139 @@ func TestResumeKeepsScheduledStart(t *testing.T) {
 		}
 	}
 	again := waitInput()
+	again.Fields.StartAt, again.Fields.StartDeadline = "10m", "60"
 	again.NowUnixMS, again.NowMS = wall+3_600_000, 7
 	again.Checkpoint = m.Checkpoint()
 	_, cmds = Start(again)
 	if got := lastCmd(cmds); got.Kind != abi.CommandHTTP || string(got.HTTP.Body) != body {
 		t.Errorf("resumed create = %s, want the first body %s", jsonOf(t, got), body)
+	}
+}
+
+// TestSameStart: Start At values name the same start when they give the
+// same instant or the same duration, however written.
+func TestSameStart(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"", "", true},
+		{"10m", "10m", true},
+		{"10m", "600s", true},
+		{"2026-11-28T07:05:00Z", "2026-11-28T08:05:00+01:00", true},
+		{"10m", "20m", false},
+		{"", "10m", false},
+		{"2026-11-28T07:05:00Z", "", false},
+		{"2026-11-28T07:05:00Z", "2026-11-28T07:05:01Z", false},
+		{"10m", "2026-11-28T07:10:00Z", false},
+	}
+	for _, tc := range tests {
+		if got := sameStart(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameStart(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestStartedSigns: a run has started on any sign Prefect gives, not only
+// a state past SCHEDULED and PENDING: AwaitingRetry is a SCHEDULED state
+// of a run that already ran.
+func TestStartedSigns(t *testing.T) {
+	run := func(stateType, name, extra string) string {
+		return `{"id":"` + flowruntest.RunID + `","state_type":"` + stateType + `","state_name":"` + name + `"` + extra + `}`
+	}
+	tests := []struct {
+		name string
+		body string
+		want bool
+	}{
+		{"scheduled, never ran", run(StateScheduled, "Scheduled", `,"run_count":0,"start_time":null`), false},
+		{"late, never ran", run(StateScheduled, "Late", `,"run_count":0,"start_time":null`), false},
+		{"pending, never ran", run(StatePending, "Pending", `,"run_count":0,"start_time":null`), false},
+		{"no such fields", run(StatePending, "Pending", ""), false},
+		{"awaiting retry after a run", run(StateScheduled, "AwaitingRetry", `,"run_count":1,"start_time":"2026-11-28T07:00:05Z"`), true},
+		{"a run count alone", run(StateScheduled, "AwaitingRetry", `,"run_count":1,"start_time":null`), true},
+		{"a start time alone", run(StatePending, "Pending", `,"run_count":0,"start_time":"2026-11-28T07:00:05Z"`), true},
+		{"running", run(StateRunning, "Running", `,"run_count":0,"start_time":null`), true},
+		{"paused", run(StatePaused, "Paused", ""), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Machine{}
+			m.s.Sched = &schedule{}
+			m.noteSchedule(gjson.Parse(tc.body))
+			if m.s.Sched.Started != tc.want {
+				t.Errorf("started = %v, want %v", m.s.Sched.Started, tc.want)
+			}
+		})
+	}
+}
+
+// TestResumeStartDeadline: on a resume the start deadline and the cancel
+// setting are the resuming task's, and the deadline is judged on the wall
+// clock, so the time the task was away counts. The checkpoint is taken
+// while the run is SCHEDULED, 20 ms into a task that started at wall.
+func TestResumeStartDeadline(t *testing.T) {
+	const wall = 1795849200000 // 2026-11-28T07:00:00Z
+	const minuteMS = 60_000
+	scheduled := flowruntest.Run(StateScheduled, "Scheduled", "")
+	tests := []struct {
+		name     string
+		deadline string // the first task's Start Deadline (sec)
+		mod      func(in *abi.RunInput)
+		// want: "exit 41", "cancel" (the set_state request) or "sleep N"
+		// (a poll wait of N ms).
+		want string
+	}{
+		{"back within the deadline", "3600", func(in *abi.RunInput) { in.NowUnixMS = wall + 10*minuteMS }, "sleep 60000"},
+		{"61 minutes away: past the hour's deadline", "3600", func(in *abi.RunInput) { in.NowUnixMS = wall + 61*minuteMS }, "exit 41"},
+		{"a wall clock that went back moves nothing", "3600", func(in *abi.RunInput) { in.NowUnixMS = wall - 60*minuteMS }, "sleep 60000"},
+		{"no wall clock: the old time line", "3600", func(in *abi.RunInput) { in.NowUnixMS = 0 }, "sleep 60000"},
+		{"the resuming task's shorter deadline", "3600", func(in *abi.RunInput) {
+			in.NowUnixMS, in.Fields.StartDeadline = wall+2*minuteMS, "60"
+		}, "exit 41"},
+		{"the resuming task's cancel setting", "3600", func(in *abi.RunInput) {
+			in.NowUnixMS, in.Fields.CancelOnDeadline = wall+61*minuteMS, "true"
+		}, "cancel"},
+		{"the resuming task drops the deadline", "3600", func(in *abi.RunInput) {
+			in.NowUnixMS, in.Fields.StartDeadline = wall+61*minuteMS, ""
+		}, "sleep 60000"},
+		{"a checkpoint without a deadline gets the resuming task's", "", func(in *abi.RunInput) {
+			in.NowUnixMS, in.Fields.StartDeadline = wall+2*minuteMS, "60"
+		}, "exit 41"},
+		{"the resuming task's longer deadline", "60", func(in *abi.RunInput) {
+			in.NowUnixMS, in.Fields.StartDeadline = wall+2*minuteMS, "3600"
+		}, "sleep 60000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := waitInput()
+			in.NowUnixMS = wall
+			in.Fields.StartDeadline = tc.deadline
+			before, _ := drive(t, in, append(untilCreate[:len(untilCreate):len(untilCreate)], httpEv(201, scheduled, 20))...)
+			again := waitInput()
+			again.NowMS = 5
+			again.Fields.StartDeadline = tc.deadline // the same task, unless mod says otherwise
+			again.Checkpoint = before.Checkpoint()
+			tc.mod(&again)
+			m, cmds := Start(again)
+			if last := lastCmd(cmds); last.Kind != abi.CommandHTTP || last.HTTP.Path != "/flow_runs/"+flowruntest.RunID {
+				t.Fatalf("resume = %s, want the read of the flow run", jsonOf(t, cmds))
+			}
+			last := lastCmd(m.Step(httpEv(200, scheduled, 10)))
+			var got string
+			switch {
+			case last.Kind == abi.CommandFinish:
+				got = fmt.Sprintf("exit %d", last.Finish.ExitCode)
+			case last.Kind == abi.CommandHTTP && strings.HasSuffix(last.HTTP.Path, "/set_state"):
+				got = "cancel"
+			case last.Kind == abi.CommandSleep:
+				got = fmt.Sprintf("sleep %d", last.Sleep.DurationMS)
+			default:
+				got = jsonOf(t, last)
+			}
+			if got != tc.want {
+				t.Errorf("after the resume read: %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

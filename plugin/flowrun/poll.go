@@ -74,6 +74,10 @@ func (m *Machine) onRead(r *abi.HTTPResponse) {
 		m.fail(m.statusError(r, ""))
 		return
 	}
+	if _, bad := m.parseRun(r); bad != "" {
+		m.badResponse(bad)
+		return
+	}
 	if m.s.Poll.CreatedAt == nil {
 		m.markCreated()
 	}
@@ -164,6 +168,7 @@ func (m *Machine) readRun(r *abi.HTTPResponse) bool {
 		m.s.Run.StateName = b.Get("state.name").String()
 	}
 	m.s.Poll.RunJSON = RawObject(b.Raw)
+	m.noteSchedule(b) // schedule.go
 	if prev != m.s.Run.StateType+"/"+m.s.Run.StateName {
 		if prev != "/" {
 			m.logf(abi.LevelInfo, "Flow run %q is %s (%s) after %s", m.s.Run.Name, m.s.Run.StateName, m.s.Run.StateType, dur(m.elapsed()))

@@ -214,7 +214,7 @@ func (m *Machine) onDeployment(r *abi.HTTPResponse) {
 		return
 	}
 	if r.Status != 200 {
-		m.fail(m.statusError(r, ""))
+		m.fail(m.statusError(r, "deployment")) // a 4xx rejects the name or id: exit 20
 		return
 	}
 	d := gjson.ParseBytes(r.Body)

@@ -12,11 +12,20 @@ import (
 // Scheduled start and start deadline.
 //
 // The machine reads no clock. Its time is the host's monotonic
-// milliseconds; the wall clock enters once, as RunInput.NowUnixMS, when a
-// run starts. A Start At is resolved against it then (a duration becomes
-// a time), checked not to be in the past, and kept in the checkpoint with
-// its place on the machine's own time line, so a resumed run neither
-// re-reads the wall clock nor moves the start.
+// milliseconds; the wall clock enters as RunInput.NowUnixMS when a run
+// starts or resumes. A Start At is resolved against it at the start (a
+// duration becomes a time), checked not to be in the past, and kept in the
+// checkpoint with its place on the machine's own time line, so a resumed
+// run never moves the start: Start At is part of the checkpoint's
+// identity (rebind). A resume moves machine time on by the wall-clock time
+// the task was away, so the start deadline, like every other span, counts
+// the downtime. A run attached by id is judged from its own
+// expected_start_time, placed on the time line by the same wall clock.
+//
+// A run has started on any sign Prefect gives: a run_count above 0, a
+// start_time, or a state past SCHEDULED and PENDING. A run that ran,
+// failed and waits to retry (AwaitingRetry, a SCHEDULED state) between two
+// polls has started, though no poll saw it RUNNING.
 
 // MaxStartAhead bounds how far ahead a flow run may be scheduled.
 const MaxStartAhead = 366 * 24 * time.Hour
@@ -30,10 +39,13 @@ type schedule struct {
 	// given when absolute, "in" plus the duration when relative, so that a
 	// retry with the same inputs names the same flow run.
 	Identity string `json:"identity,omitempty"`
-	// AtMS is the scheduled start on the machine's time line; nil when the
-	// run starts now (the deadline then counts from its creation).
+	// AtMS is the scheduled start on the machine's time line: the Start At
+	// of a launched run, the expected start of an attached one; nil when
+	// the run starts now (the deadline then counts from its creation or
+	// first read).
 	AtMS *int64 `json:"at_ms,omitempty"`
-	// Started is set once the run has been seen past SCHEDULED and PENDING.
+	// Started is set once the run has shown a sign of having started
+	// (noteSchedule).
 	Started bool `json:"started,omitempty"`
 	// Hit is set when the start deadline passed.
 	Hit bool `json:"hit,omitempty"`
@@ -140,6 +152,69 @@ func (m *Machine) resolveStart(nowUnixMS int64) bool {
 	return true
 }
 
+// sameStart reports whether two Start At values name the same start: the
+// same instant, or the same duration from the start of the task.
+func sameStart(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if a == "" || b == "" {
+		return false
+	}
+	x, errA := parseStartAt(a)
+	y, errB := parseStartAt(b)
+	return errA == nil && errB == nil && x.rel == y.rel && x.abs.Equal(y.abs)
+}
+
+// resumeClock moves machine time on, on a resume, by the wall-clock time
+// since the checkpoint's last instant, and re-anchors the wall clock to
+// the new host's. A wall clock that went back moves nothing: machine time
+// never goes backwards. The start deadline is judged afresh, with the
+// resuming task's settings.
+func (m *Machine) resumeClock(nowUnixMS int64) {
+	if m.s.Sched != nil {
+		m.s.Sched.Hit = false
+	}
+	if nowUnixMS <= 0 {
+		return
+	}
+	if m.s.WallOffset != 0 {
+		if away := nowUnixMS - m.s.WallOffset - m.s.Now; away > 0 {
+			m.s.Now += away
+			m.s.Offset += away
+			if away >= second {
+				m.logf(abi.LevelInfo, "Resuming %s after the checkpoint was written (by the wall clock)", dur(away))
+			}
+		}
+	}
+	m.s.WallOffset = nowUnixMS - m.s.Now
+}
+
+// noteSchedule updates, from a flow run just read, what the start deadline
+// judges: whether the run has started, and, for a run attached by id, its
+// expected start (Prefect's expected_start_time), which may lie ahead.
+func (m *Machine) noteSchedule(b gjson.Result) {
+	sc := m.s.Sched
+	if sc == nil || sc.Started {
+		return
+	}
+	t := b.Get("state_type").Str
+	if b.Get("run_count").Int() > 0 || b.Get("start_time").Type == gjson.String || (t != StateScheduled && t != StatePending) {
+		sc.Started = true
+		return
+	}
+	est := b.Get("expected_start_time")
+	if m.s.Cfg.FlowRunID == "" || m.s.WallOffset == 0 || est.Type != gjson.String {
+		return
+	}
+	at, err := time.Parse(time.RFC3339Nano, est.Str)
+	if err != nil {
+		return
+	}
+	ms := at.UnixMilli() - m.s.WallOffset
+	sc.AtMS, sc.Time = &ms, at.UTC().Format(time.RFC3339Nano)
+}
+
 // startIdentity is what a scheduled start adds to the idempotency key.
 func (m *Machine) startIdentity() string {
 	if m.s.Sched == nil || m.s.Sched.Identity == "" {
@@ -176,7 +251,7 @@ func (m *Machine) deadlineAt() (int64, bool) {
 	if sc == nil || m.s.Cfg.StartDeadline == 0 || sc.Started {
 		return 0, false
 	}
-	if sc.Hit { // resumed after the deadline: it has passed
+	if sc.Hit { // the deadline has passed
 		return m.s.Now, true
 	}
 	switch t := m.s.Run.StateType; {

@@ -29,6 +29,7 @@ const (
 	kindRedirect
 	kindBody
 	kindLargeBody
+	kindStatusAfterUpstream
 )
 
 // Fault is what a FaultProxy does to a request matched by a Rule. Use the
@@ -60,6 +61,21 @@ var (
 // Delay forwards the request at once but holds the upstream's response for
 // d before writing it (the side effect happens; the answer is late).
 func Delay(d time.Duration) Fault { return Fault{kind: kindDelay, delay: d} }
+
+// StatusAfterUpstream forwards the request, lets the upstream handle it
+// completely (its side effects happen), then answers code with body
+// instead of the upstream's success: a server that committed the work and
+// then failed, e.g. a 500 after the create_flow_run transaction. An
+// upstream answer other than 2xx (the work was not done, e.g. a 503 from
+// a busy database) is passed on, and the fault waits for the next
+// matching request.
+func StatusAfterUpstream(code int, body string) Fault {
+	h := http.Header{}
+	if body != "" {
+		h.Set("Content-Type", "application/json")
+	}
+	return Fault{kind: kindStatusAfterUpstream, status: code, header: h, body: []byte(body)}
+}
 
 // DelayBefore waits d before forwarding; if the client gives up meanwhile,
 // nothing reaches the upstream.
@@ -119,6 +135,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("body(%d, %d bytes)", f.status, len(f.body))
 	case kindLargeBody:
 		return fmt.Sprintf("large-body(%d, %d bytes)", f.status, f.size)
+	case kindStatusAfterUpstream:
+		return fmt.Sprintf("status-after-upstream(%d)", f.status)
 	}
 	return ""
 }
@@ -374,14 +392,16 @@ func (p *FaultProxy) Close() {
 // matchUpgrade is match for a websocket upgrade: only rules that name a
 // path apply, so rules meant for API requests are not used up by sockets.
 func (p *FaultProxy) matchUpgrade(method, path string) (Fault, bool) {
-	return p.matchRule(method, path, true)
+	f, _, ok := p.matchRule(method, path, true)
+	return f, ok
 }
 
-func (p *FaultProxy) match(method, path string) (Fault, bool) {
-	return p.matchRule(method, path, false)
+func (p *FaultProxy) match(method, path string) (Fault, *ruleState) {
+	f, r, _ := p.matchRule(method, path, false)
+	return f, r
 }
 
-func (p *FaultProxy) matchRule(method, path string, needPath bool) (Fault, bool) {
+func (p *FaultProxy) matchRule(method, path string, needPath bool) (Fault, *ruleState, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, r := range p.rules {
@@ -397,9 +417,22 @@ func (p *FaultProxy) matchRule(method, path string, needPath bool) (Fault, bool)
 				p.rules = append(p.rules[:i:i], p.rules[i+1:]...)
 			}
 		}
-		return r.Fault, true
+		return r.Fault, r, true
 	}
-	return Fault{}, false
+	return Fault{}, nil, false
+}
+
+// rearm gives back a use of r that a request matched but did not use.
+func (p *FaultProxy) rearm(r *ruleState) {
+	if r == nil || r.Times <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.left == 0 {
+		p.rules = append([]*ruleState{r}, p.rules...)
+	}
+	r.left++
 }
 
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -441,7 +474,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.Status = http.StatusTooManyRequests
 		return
 	}
-	f, _ := p.match(r.Method, r.URL.Path)
+	f, rs := p.match(r.Method, r.URL.Path)
 	ex.Fault = f.String()
 
 	switch f.kind {
@@ -496,7 +529,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
-	if f.kind == kindDropAfterUpstream || f.kind == kindDelay {
+	if f.kind == kindDropAfterUpstream || f.kind == kindDelay || f.kind == kindStatusAfterUpstream {
 		ctx = context.WithoutCancel(ctx) // the upstream must finish the request
 	}
 	status, header, body, err := p.forward(ctx, r, reqBody)
@@ -514,6 +547,21 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch f.kind {
 	case kindDropAfterUpstream:
 		hijackClose(w, false, &ex)
+		return
+	case kindStatusAfterUpstream:
+		if status < 200 || status > 299 {
+			// The upstream did not do the work: pass its answer on and
+			// keep the fault for the next matching request.
+			ex.Fault = ""
+			p.rearm(rs)
+			break
+		}
+		for k, vs := range f.header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(f.status)
+		w.Write(f.body)
+		ex.Status = f.status
 		return
 	case kindDelay:
 		select {

@@ -14,7 +14,7 @@ import (
 
 // Flows is a running tests/rig/flows.py: one `prefect.serve` process serving
 // every test deployment (ok, fail, crash, sleepy, pause, typed, alpha/shared,
-// beta/shared, alpha/alpha-only, demo) against a Server.
+// beta/shared, alpha/alpha-only, demo, flaky) against a Server.
 type Flows struct {
 	// Home is the serving process's PREFECT_HOME (holds flows.log).
 	Home string

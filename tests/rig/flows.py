@@ -21,6 +21,8 @@ Deployments (``flow/deployment``):
   demo/demo          logs a few lines over ~3 s and returns a greeting (``make demo``)
   blocky/blocky      not served; ``creds: RigCreds`` whose deployment default is a block
                      reference ``{"$ref": {"block_document_id": ...}}``; schema enforced
+  flaky/flaky        fails its first attempt at once, waits ``retry_delay_seconds`` (40) in
+                     AwaitingRetry (a SCHEDULED state), then completes  -> COMPLETED, run_count 2
 
 Environment worth setting (the Go rig sets all of these):
 
@@ -96,6 +98,17 @@ def demo(name: str = "world") -> str:
     return greeting
 
 
+@flow(name="flaky", retries=1, retry_delay_seconds=40)
+def flaky() -> str:
+    # The first attempt fails at once, so the run spends the retry delay in
+    # AwaitingRetry (state type SCHEDULED) having already run.
+    from prefect.runtime import flow_run
+
+    if flow_run.run_count < 2:
+        raise RuntimeError("first attempt fails; the retry succeeds")
+    return "retried"
+
+
 @flow(name="idle")
 def idle(note: str = "x") -> str:
     return "never runs"
@@ -130,6 +143,7 @@ DEPLOYMENTS = [
     (beta, "shared", {}),
     (alpha, "alpha-only", {}),
     (demo, "demo", {}),
+    (flaky, "flaky", {}),
 ]
 
 

@@ -399,6 +399,7 @@ func TestFaultProxy(t *testing.T) {
 	}{
 		{name: "passthrough", method: "POST", path: "/api/x?q=1", wantStatus: 201, wantHeader: [2]string{"X-Upstream", "yes"}, wantBody: `"path":"/api/x","query":"q=1"`, wantHits: 1},
 		{name: "drop after upstream", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.DropAfterUpstream}, method: "POST", path: "/api/deployments/1/create_flow_run", wantErr: "EOF", wantHits: 1},
+		{name: "status after upstream", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.StatusAfterUpstream(500, `{"exception_message":"Internal Server Error"}`)}, method: "POST", path: "/api/deployments/1/create_flow_run", wantStatus: 500, wantBody: "Internal Server Error", wantHits: 1},
 		{name: "rule does not match other method", rule: rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.DropAfterUpstream}, method: "GET", path: "/api/deployments/1/create_flow_run", wantStatus: 201, wantHits: 1},
 		{name: "drop", rule: rig.Rule{Times: 1, Fault: rig.Drop}, method: "GET", path: "/api/health", wantErr: "EOF", wantHits: 0},
 		{name: "reset", rule: rig.Rule{Times: 1, Fault: rig.Reset}, method: "GET", path: "/api/health", wantErr: "reset", wantHits: 0},
@@ -569,4 +570,43 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("run after restart: %v", err)
 	}
 	t.Logf("new run after restart completed in %v", time.Since(t1).Round(time.Millisecond))
+}
+
+// TestFaultProxyStatusAfterUpstream: the fault replaces only an upstream
+// success (the work was done); an upstream failure is passed on and the
+// fault waits for the next matching request.
+func TestFaultProxyStatusAfterUpstream(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"exception_message":"Service Unavailable"}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"id":"x"}`)
+	}))
+	defer up.Close()
+	p := rig.NewFaultProxy(up.URL + "/api")
+	defer p.Close()
+	p.Add(rig.Rule{Method: "POST", Path: regexp.MustCompile(`/create_flow_run$`), Times: 1, Fault: rig.StatusAfterUpstream(500, `{"exception_message":"Internal Server Error"}`)})
+	post := func() int {
+		resp, err := http.Post(p.URL()+"/deployments/1/create_flow_run", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(); got != http.StatusServiceUnavailable || p.PendingRules() != 1 {
+		t.Errorf("first = %d with %d rules pending, want the upstream's 503 and the fault still armed", got, p.PendingRules())
+	}
+	if got := post(); got != http.StatusInternalServerError || p.PendingRules() != 0 {
+		t.Errorf("second = %d with %d rules pending, want the fault's 500 and no rule left", got, p.PendingRules())
+	}
+	log := p.Log()
+	if len(log) != 2 || log[0].Fault != "" || log[1].Fault != "status-after-upstream(500)" || log[1].UpstreamStatus != http.StatusCreated || hits.Load() != 2 {
+		t.Errorf("log = %+v, upstream hits %d", log, hits.Load())
+	}
 }
