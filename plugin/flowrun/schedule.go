@@ -345,7 +345,37 @@ func (m *Machine) warnReadiness(d gjson.Result) {
 	if d.Get("paused").Bool() {
 		m.logf(abi.LevelWarn, "Deployment %q is paused: its schedules are off; a manual run is still created; resume it with prefect deployment resume if it should run on schedule", name)
 	}
-	if d.Get("status").String() == "NOT_READY" {
-		m.logf(abi.LevelWarn, "Deployment %q is NOT_READY: no worker or runner has polled it lately, so the flow run may wait in Scheduled/Late; %s", name, check)
+	if d.Get("status").String() != "NOT_READY" {
+		return
 	}
+	if age, ok := m.sinceUpdate(d); ok && age >= 0 && age < readinessGrace {
+		// A runner or worker that starts registers (updates) its
+		// deployments before its first poll: seconds of NOT_READY are
+		// the normal start-up, not a fault.
+		m.logf(abi.LevelInfo, "Deployment %q is NOT_READY: it was registered %s ago and no worker or runner has polled it yet; the flow run waits in Scheduled until one does", name, dur(age))
+		return
+	}
+	m.logf(abi.LevelWarn, "Deployment %q is NOT_READY: no worker or runner has polled it lately, so the flow run may wait in Scheduled/Late; %s", name, check)
+}
+
+// readinessGrace is how long after a deployment was registered or updated
+// a NOT_READY status is only reported, not warned about: a runner polls
+// every 10 s by default (PREFECT_RUNNER_POLL_FREQUENCY), a worker every
+// 15 s (PREFECT_WORKER_QUERY_SECONDS), and Prefect marks a deployment READY
+// at its first poll.
+const readinessGrace = 60_000
+
+// sinceUpdate returns how long ago, on the host's wall clock, deployment d
+// was last registered or updated (its "updated" timestamp); false when the
+// host gave no wall clock or the timestamp is missing or unreadable.
+func (m *Machine) sinceUpdate(d gjson.Result) (int64, bool) {
+	u := d.Get("updated")
+	if m.s.WallOffset == 0 || u.Type != gjson.String {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, u.Str)
+	if err != nil {
+		return 0, false
+	}
+	return m.s.Now + m.s.WallOffset - t.UnixMilli(), true
 }
