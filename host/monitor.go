@@ -128,11 +128,16 @@ type Watch struct{ r *mrun }
 // Key returns the run's key.
 func (w *Watch) Key() string { return w.r.key }
 
-// Done is closed when the outcome is known.
+// Done is closed when the outcome is known, or when the Monitor is closed
+// before it is.
 func (w *Watch) Done() <-chan struct{} { return w.r.done }
 
 // Outcome returns the run's outcome once Done is closed: the exit code,
-// status description and result the CLI would report.
+// status description and result the CLI would report. A run the Monitor
+// was closed on before its outcome was known reports ClosedOutcome (code
+// interrupted, exit 143, as the CLI stopped by SIGTERM); it is not
+// finished: it stays in the store and a new Monitor on the store resumes
+// it. OnOutcome is not called for it.
 func (w *Watch) Outcome() abi.RunOutput {
 	<-w.r.done
 	return w.r.out
@@ -152,6 +157,12 @@ type mrun struct {
 	fields abi.OutputFields
 	done   chan struct{}
 	out    abi.RunOutput
+	ended  bool // done is closed (guarded by m.mu)
+
+	// started is closed once the first step's checkpoint is saved (or
+	// could not be: startErr); a Launch returns then.
+	started  chan struct{}
+	startErr error
 
 	// Set while parked in a sleep (guarded by m.mu).
 	heapIdx  int
@@ -173,7 +184,7 @@ type job struct {
 	r      *mrun
 	in     abi.StepInput
 	cohort *cohort
-	saved  chan error // the first step's save, for Launch
+	first  bool // the first step of a Launch, which waits for its Save
 }
 
 // NewMonitor starts a Monitor on rt and resumes every run in the store.
@@ -230,7 +241,11 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 	go m.loop()
 	for key, cp := range saved {
 		r := m.newRun(key)
+		close(r.started)
 		r.cp = cp
+		m.mu.Lock()
+		m.runs[key] = r
+		m.mu.Unlock()
 		in := m.baseInput()
 		in.Checkpoint = cp
 		m.push(job{r: r, in: abi.StepInput{Input: &in}})
@@ -251,35 +266,40 @@ func (m *Monitor) baseInput() abi.RunInput {
 
 func (m *Monitor) nowMS() int64 { return m.clock.Since().Milliseconds() }
 
-// newRun registers a run under key (m.mu not held).
+// newRun makes a run for key; the caller registers it in m.runs.
 func (m *Monitor) newRun(key string) *mrun {
-	r := &mrun{m: m, key: key, done: make(chan struct{}), heapIdx: -1}
-	m.mu.Lock()
-	m.runs[key] = r
-	m.mu.Unlock()
-	return r
+	return &mrun{m: m, key: key, done: make(chan struct{}), started: make(chan struct{}), heapIdx: -1}
+}
+
+// ClosedOutcome is the outcome a Watch reports when its Monitor was closed
+// before the run's outcome was known (see Watch.Outcome).
+func ClosedOutcome() abi.RunOutput {
+	return abi.Failure(&abi.Error{Code: abi.CodeInterrupted,
+		Message: "the Monitor was closed before the run's outcome was known; the run stays in the store and a new Monitor on the store resumes it"})
+}
+
+// end closes r.done once, with out (m.mu held).
+func (r *mrun) end(out abi.RunOutput) {
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.out = out
+	close(r.done)
 }
 
 // Launch starts following a run under key, which is also its idempotency
 // key unless fields name another: launching the same key again, here or
 // after a restart, never creates a second flow run. Wait defaults to
 // "true". With fields.FlowRunID set it follows that existing run instead.
-// When Launch returns without error the run is in the store. A key that is
-// already being followed returns its Watch.
+// When Launch returns without error the run is in the store; when its
+// first Save fails, Launch returns the error and nothing has been sent. A
+// key that is already being followed (by this or a concurrent call)
+// returns its Watch, once its first Save is done.
 func (m *Monitor) Launch(key string, fields abi.Fields) (*Watch, error) {
 	if key == "" {
 		return nil, fmt.Errorf("host: Monitor.Launch: empty key")
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, fmt.Errorf("host: Monitor is closed")
-	}
-	if r, ok := m.runs[key]; ok {
-		m.mu.Unlock()
-		return &Watch{r}, nil
-	}
-	m.mu.Unlock()
 	if fields.Wait == "" {
 		fields.Wait = "true"
 	}
@@ -288,16 +308,32 @@ func (m *Monitor) Launch(key string, fields abi.Fields) (*Watch, error) {
 	}
 	in := m.baseInput()
 	in.Fields = fields
-	r := m.newRun(key)
-	saved := make(chan error, 1)
-	m.push(job{r: r, in: abi.StepInput{Input: &in}, saved: saved})
+	return m.launch(key, in)
+}
+
+// launch follows a run under key from in, or returns the Watch of the run
+// already followed under key.
+func (m *Monitor) launch(key string, in abi.RunInput) (*Watch, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("host: Monitor is closed")
+	}
+	r, ok := m.runs[key]
+	if !ok {
+		r = m.newRun(key)
+		m.runs[key] = r
+		m.jobs = append([]job{{r: r, in: abi.StepInput{Input: &in}, first: true}}, m.jobs...)
+		m.cond.Signal()
+	}
+	m.mu.Unlock()
 	select {
-	case err := <-saved:
-		if err != nil {
-			return &Watch{r}, fmt.Errorf("host: saving the run's checkpoint: %w", err)
-		}
+	case <-r.started:
 	case <-m.ctx.Done():
-		return nil, m.ctx.Err()
+		return nil, fmt.Errorf("host: Monitor is closed")
+	}
+	if r.startErr != nil {
+		return nil, fmt.Errorf("host: saving the run's checkpoint: %w", r.startErr)
 	}
 	return &Watch{r}, nil
 }
@@ -412,6 +448,8 @@ func (m *Monitor) Watched() []string {
 
 // Close stops the Monitor. Unfinished runs stay in the store as they were
 // after their last step; a new Monitor on the same store resumes them.
+// Their events subscriptions end, and their Watches' Done channels close
+// with ClosedOutcome.
 func (m *Monitor) Close() error {
 	m.mu.Lock()
 	m.closed = true
@@ -419,20 +457,25 @@ func (m *Monitor) Close() error {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.runs {
+		if r.unsub != nil {
+			r.unsub()
+			r.unsub = nil
+		}
+		r.end(ClosedOutcome())
+	}
 	return nil
 }
 
 func (m *Monitor) stopped() bool { return m.ctx.Err() != nil }
 
-// push queues a step for a worker. A first step, which a Launch waits
-// for, goes ahead of the others.
+// push queues a step for a worker. (A first step, which a Launch waits
+// for, goes ahead of the others: see launch.)
 func (m *Monitor) push(j job) {
 	m.mu.Lock()
-	if j.saved != nil {
-		m.jobs = append([]job{j}, m.jobs...)
-	} else {
-		m.jobs = append(m.jobs, j)
-	}
+	m.jobs = append(m.jobs, j)
 	m.cond.Signal()
 	m.mu.Unlock()
 }
@@ -490,16 +533,26 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 				return nil, nerr
 			}
 			m.finish(r, faultOutput(err))
-			if j.saved != nil {
-				j.saved <- nil
+			if j.first {
+				close(r.started)
 			}
 			return s, nil
 		}
 		r.cp = out.Checkpoint
 		serr := m.store.Save(r.key, r.cp)
-		if j.saved != nil {
-			j.saved <- serr
-			j.saved = nil
+		if j.first {
+			j.first = false
+			if serr != nil {
+				// Nothing is sent for a run that is not in the store.
+				m.mu.Lock()
+				r.startErr = serr
+				delete(m.runs, r.key)
+				r.end(faultOutput(fmt.Errorf("saving the run's checkpoint: %w", serr)))
+				m.mu.Unlock()
+				close(r.started)
+				return s, nil
+			}
+			close(r.started)
 		}
 		if serr != nil {
 			m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not save the checkpoint: " + serr.Error()})
@@ -563,9 +616,9 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 	if m.stopped() {
 		return
 	}
-	r.out = out
 	if r.unsub != nil {
 		r.unsub()
+		r.unsub = nil
 	}
 	if f := m.cfg.OnOutcome; f != nil {
 		f(r.key, out)
@@ -574,7 +627,9 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 		m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not delete the checkpoint: " + err.Error()})
 	}
 	m.mu.Lock()
-	delete(m.runs, r.key)
+	if m.runs[r.key] == r {
+		delete(m.runs, r.key)
+	}
 	if id := strings.ToLower(r.fields.FlowRunID); id != "" {
 		rs := m.byRun[id]
 		for i, x := range rs {
@@ -589,8 +644,8 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 			m.byRun[id] = rs
 		}
 	}
+	r.end(out)
 	m.mu.Unlock()
-	close(r.done)
 }
 
 // park puts r to sleep for d. In a cohort (the runs of one failed batch)
