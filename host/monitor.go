@@ -108,6 +108,7 @@ type Monitor struct {
 	noBatch   bool                  // the server has no /flow_runs/filter
 	kick      chan struct{}
 	closed    bool
+	kept      map[string][]byte // checkpoints of ended runs whose fate is unknown
 	reqs      Counters
 }
 
@@ -158,6 +159,8 @@ type mrun struct {
 	done   chan struct{}
 	out    abi.RunOutput
 	ended  bool // done is closed (guarded by m.mu)
+	// resumed is set when the run started from a stored checkpoint.
+	resumed bool
 
 	// started is closed once the first step's checkpoint is saved (or
 	// could not be: startErr); a Launch returns then.
@@ -197,7 +200,7 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 		return nil, fmt.Errorf("host: MonitorConfig.Target %q is not %q or %q", cfg.Target, abi.TargetCloud, abi.TargetServer)
 	}
 	m := &Monitor{rt: rt, cfg: cfg, clock: cfg.Clock, store: cfg.Store,
-		runs: map[string]*mrun{}, byRun: map[string][]*mrun{}, queues: map[string]*pollQueue{},
+		runs: map[string]*mrun{}, kept: map[string][]byte{}, byRun: map[string][]*mrun{}, queues: map[string]*pollQueue{},
 		kick: make(chan struct{}, 1)}
 	m.cond = sync.NewCond(&m.mu)
 	if m.clock == nil {
@@ -242,7 +245,7 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 	for key, cp := range saved {
 		r := m.newRun(key)
 		close(r.started)
-		r.cp = cp
+		r.cp, r.resumed = cp, true
 		m.mu.Lock()
 		m.runs[key] = r
 		m.mu.Unlock()
@@ -323,6 +326,12 @@ func (m *Monitor) launch(key string, in abi.RunInput) (*Watch, error) {
 	if !ok {
 		r = m.newRun(key)
 		m.runs[key] = r
+		if cp := m.kept[key]; cp != nil {
+			// The checkpoint a run of unknown fate left: resume it, as
+			// the CLI run again with its checkpoint file does.
+			delete(m.kept, key)
+			in.Checkpoint, r.cp, r.resumed = cp, cp, true
+		}
 		m.jobs = append([]job{{r: r, in: abi.StepInput{Input: &in}, first: true}}, m.jobs...)
 		m.cond.Signal()
 	}
@@ -538,8 +547,11 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 			}
 			return s, nil
 		}
-		r.cp = out.Checkpoint
-		serr := m.store.Save(r.key, r.cp)
+		var serr error
+		if fin := finishOf(out); fin == nil || !r.keeps(*fin) {
+			r.cp = out.Checkpoint
+			serr = m.store.Save(r.key, r.cp)
+		} // else the store keeps the checkpoint before the end, which resumes
 		if j.first {
 			j.first = false
 			if serr != nil {
@@ -611,7 +623,44 @@ func (m *Monitor) progress(r *mrun, f abi.OutputFields) {
 	}
 }
 
-// finish hands the outcome over and forgets the run.
+// finishOf returns the outcome a step ends the run with, or nil.
+func finishOf(out abi.StepOutput) *abi.RunOutput {
+	for _, c := range out.Commands {
+		if c.Kind == abi.CommandFinish {
+			return c.Finish
+		}
+	}
+	return nil
+}
+
+// keeps reports whether the run's checkpoint must stay in the store after
+// it ended with out, as the CLI keeps its checkpoint file: when the flow
+// run's fate is unknown (Prefect unreachable or its answers broken past
+// the budgets, an internal fault, a create whose failure may hide a
+// created run), and when a stored checkpoint was refused as input (one of
+// another version, for the release that wrote it).
+func (r *mrun) keeps(out abi.RunOutput) bool {
+	if out.Error == nil {
+		return false
+	}
+	switch out.Error.Code {
+	case abi.CodeInterrupted, abi.CodeUnavailable, abi.CodeInternal, abi.CodeBadResponse, abi.CodeRefused:
+		return true
+	case abi.CodeInvalidInput:
+		return r.resumed
+	case abi.CodeServerError:
+		var res struct {
+			ID  string `json:"flow_run_id"`
+			Key string `json:"idempotency_key"`
+		}
+		_ = json.Unmarshal(out.Result, &res)
+		return res.ID == "" && res.Key != ""
+	}
+	return false
+}
+
+// finish hands the outcome over and forgets the run, and its checkpoint
+// unless its fate is unknown (see keeps).
 func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 	if m.stopped() {
 		return
@@ -623,10 +672,16 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 	if f := m.cfg.OnOutcome; f != nil {
 		f(r.key, out)
 	}
-	if err := m.store.Delete(r.key); err != nil {
-		m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not delete the checkpoint: " + err.Error()})
+	keep := r.keeps(out)
+	if !keep {
+		if err := m.store.Delete(r.key); err != nil {
+			m.log(r, abi.LogRecord{Level: abi.LevelWarn, Message: "Could not delete the checkpoint: " + err.Error()})
+		}
 	}
 	m.mu.Lock()
+	if keep && len(r.cp) > 0 {
+		m.kept[r.key] = r.cp
+	}
 	if m.runs[r.key] == r {
 		delete(m.runs, r.key)
 	}

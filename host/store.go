@@ -1,7 +1,9 @@
 package host
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,8 +15,12 @@ import (
 // Store keeps the checkpoints of a Monitor's unfinished runs, so that a
 // new process resumes them. A Monitor saves a run's checkpoint after every
 // step, before it carries out the step's commands, and deletes it once the
-// run's outcome has been handed over. Embedders with a database implement
-// it over a table of (key, checkpoint).
+// run's outcome has been handed over, unless the flow run's fate is
+// unknown (Prefect unreachable past the outage budget, an internal fault,
+// a checkpoint of another version): then it keeps the checkpoint from
+// before the end, as the CLI keeps its checkpoint file, and the next
+// Monitor on the store (or a Launch of the same key) resumes it.
+// Embedders with a database implement it over a table of (key, checkpoint).
 //
 // A Monitor calls the methods from several goroutines, but never two at
 // once for the same key. It never modifies a checkpoint slice after Save,
@@ -66,7 +72,9 @@ func (s *MemoryStore) Load() (map[string][]byte, error) {
 }
 
 // FileStore is a Store in a directory: one file per run, replaced
-// atomically (written aside, synced, renamed) on every save.
+// atomically (written aside, synced, renamed) on every save. A key may be
+// of any length: a long one is hashed into the file's name and kept inside
+// the file.
 type FileStore struct{ dir string }
 
 // NewFileStore returns a FileStore in dir, creating it (mode 0700) if needed.
@@ -82,8 +90,21 @@ type fileRecord struct {
 	Checkpoint json.RawMessage `json:"checkpoint"`
 }
 
+// maxNameKey is the longest base64 file name a key gets; a longer one is
+// hashed, as file names are limited (255 bytes on most file systems).
+const maxNameKey = 200
+
+// path names the file of key: the base64 of the key, or for a key whose
+// base64 is longer than maxNameKey, "=" and the SHA-256 of the key ("="
+// is not in the base64 alphabet, so the two never collide). The key
+// itself is inside the file, so Load needs no name.
 func (s *FileStore) path(key string) string {
-	return filepath.Join(s.dir, base64.RawURLEncoding.EncodeToString([]byte(key))+".json")
+	name := base64.RawURLEncoding.EncodeToString([]byte(key))
+	if len(name) > maxNameKey {
+		sum := sha256.Sum256([]byte(key))
+		name = "=" + hex.EncodeToString(sum[:])
+	}
+	return filepath.Join(s.dir, name+".json")
 }
 
 // Save implements Store.
