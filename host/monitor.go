@@ -106,6 +106,7 @@ type Monitor struct {
 	queues    map[string]*pollQueue // API prefix → reads waiting for a batch
 	holdUntil time.Duration         // no request before this (a Retry-After)
 	noBatch   bool                  // the server has no /flow_runs/filter
+	batchMax  int                   // the most runs one batch reads: MaxBatch, less for a server that refused that
 	kick      chan struct{}
 	closed    bool
 	kept      map[string][]byte // checkpoints of ended runs whose fate is unknown
@@ -178,9 +179,12 @@ type mrun struct {
 	// pending is set when an event came while the run was not in a
 	// wakeable sleep; its next one then ends at once.
 	pending bool
-	unsub   func() // the events subscription, if any
-	subKey  string
-	prefix  string // the API prefix of its last poll
+	// rode is set when the run was woken to ride in a batch; it rides
+	// again only after its next poll came due.
+	rode   bool
+	unsub  func() // the events subscription, if any
+	subKey string
+	prefix string // the API prefix of its last poll
 }
 
 type job struct {
@@ -201,7 +205,7 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 	}
 	m := &Monitor{rt: rt, cfg: cfg, clock: cfg.Clock, store: cfg.Store,
 		runs: map[string]*mrun{}, kept: map[string][]byte{}, byRun: map[string][]*mrun{}, queues: map[string]*pollQueue{},
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), batchMax: MaxBatch}
 	m.cond = sync.NewCond(&m.mu)
 	if m.clock == nil {
 		m.clock = RealClock()
@@ -865,9 +869,9 @@ func (m *Monitor) enqueue(r *mrun, prefix, id string) {
 		m.queues[prefix] = q
 	}
 	q.items = append(q.items, pollItem{r, id})
-	if len(q.items) >= MaxBatch {
-		batch := q.items[:MaxBatch:MaxBatch]
-		q.items = append([]pollItem(nil), q.items[MaxBatch:]...)
+	if len(q.items) >= m.batchMax {
+		batch := q.items[:m.batchMax:m.batchMax]
+		q.items = append([]pollItem(nil), q.items[m.batchMax:]...)
 		m.sendBatch(q.prefix, batch)
 	}
 	if len(q.items) == 1 {
@@ -880,7 +884,11 @@ func (m *Monitor) enqueue(r *mrun, prefix, id string) {
 // pickRiders wakes sleepers whose read the open batch can carry (m.mu
 // held): only runs waiting for news (not backing off), of the same API
 // prefix, past half of their sleep, nearest first, and only as many as
-// the batch has room for after the runs due within the window.
+// the batch has room for after the runs due within the window. A rider is
+// woken as by an event (abi.SleepResponse.Woken), as the CLI's poll wait
+// ends early: its read is not a poll and its next poll stays due when it
+// was, so Max Number of Polls still means polls × interval. A run rides
+// at most once per poll interval.
 func (m *Monitor) pickRiders(q *pollQueue) {
 	dueSoon := 0
 	var cands []*mrun
@@ -888,12 +896,12 @@ func (m *Monitor) pickRiders(q *pollQueue) {
 		switch {
 		case s.due <= q.flushAt:
 			dueSoon++
-		case s.wakeable && s.prefix == q.prefix && s.due-q.flushAt <= s.sleepFor/2:
+		case s.wakeable && !s.rode && s.prefix == q.prefix && s.due-q.flushAt <= s.sleepFor/2:
 			cands = append(cands, s)
 		}
 	}
-	room := MaxBatch - (len(q.items)+dueSoon)%MaxBatch
-	if room == MaxBatch || len(cands) == 0 {
+	room := m.batchMax - (len(q.items)+dueSoon)%m.batchMax
+	if room == m.batchMax || len(cands) == 0 {
 		return
 	}
 	sortByDue(cands)
@@ -902,7 +910,10 @@ func (m *Monitor) pickRiders(q *pollQueue) {
 	}
 	for _, s := range cands {
 		heap.Remove(&m.sleeping, s.heapIdx)
-		m.jobs = append(m.jobs, job{r: s, in: abi.StepInput{Checkpoint: s.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS()}}}})
+		s.rode = true
+		// Woken, as after an event: the machine reads the run, but the
+		// read is not a poll and its next poll stays due when it was.
+		m.jobs = append(m.jobs, job{r: s, in: abi.StepInput{Checkpoint: s.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS(), Woken: true}}}})
 	}
 	m.cond.Broadcast()
 }
@@ -943,7 +954,10 @@ func (m *Monitor) batch(prefix string, items []pollItem) {
 			ids = append(ids, it.id)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"flow_runs": map[string]any{"id": map[string]any{"any_": ids}}, "limit": MaxBatch})
+	// The limit is the number of ids: never more than the server allows
+	// when it accepted a batch this size, and never a page that could
+	// leave out a run that exists.
+	body, _ := json.Marshal(map[string]any{"flow_runs": map[string]any{"id": map[string]any{"any_": ids}}, "limit": len(ids)})
 	m.mu.Lock()
 	m.reqs.Batches++
 	m.reqs.BatchedReads += int64(len(items))
@@ -962,6 +976,17 @@ func (m *Monitor) batch(prefix string, items []pollItem) {
 		for _, it := range items {
 			m.request(it.r, abi.HTTPRequest{Method: http.MethodGet, Path: prefix + "/flow_runs/" + it.id})
 		}
+		return
+	}
+	if n, ok := limitRefused(resp, len(ids)); ok {
+		// A server with a lower page limit: smaller batches from now on.
+		m.shrinkBatch(prefix, items, ids, n)
+		return
+	}
+	if resp.Error != nil && resp.Error.Kind == abi.TransportTooLarge && len(ids) > 1 {
+		// An answer over MaxResponseBytes: halve the batch (down to
+		// single runs) rather than fail every run, or send it again.
+		m.shrinkBatch(prefix, items, ids, (len(ids)+1)/2)
 		return
 	}
 	var rows []json.RawMessage
@@ -992,6 +1017,52 @@ func (m *Monitor) batch(prefix string, items []pollItem) {
 	}
 }
 
+// limitRefusal matches Prefect's refusal of a page limit over
+// PREFECT_SERVER_API_DEFAULT_LIMIT.
+var limitRefusal = regexp.MustCompile(`(?i)limit: must be less than or equal to (\d+)`)
+
+// limitRefused reports whether resp refuses a batch of n ids for its
+// limit (a 422 that names the limit field) and the largest batch to try
+// next: the limit the server names, else half.
+func limitRefused(resp abi.HTTPResponse, n int) (int, bool) {
+	if resp.Error != nil || resp.Status != http.StatusUnprocessableEntity || n <= 1 {
+		return 0, false
+	}
+	body := string(resp.Body) + resp.BodyText
+	if sm := limitRefusal.FindStringSubmatch(body); sm != nil {
+		var max int
+		if _, err := fmt.Sscan(sm[1], &max); err == nil && max >= 1 && max < n {
+			return max, true
+		}
+	}
+	if !strings.Contains(strings.ToLower(body), "limit") {
+		return 0, false
+	}
+	return n / 2, true
+}
+
+// shrinkBatch remembers size as the largest batch and sends items again
+// in batches of at most size distinct ids, at once.
+func (m *Monitor) shrinkBatch(prefix string, items []pollItem, ids []string, size int) {
+	size = max(size, 1)
+	m.mu.Lock()
+	m.batchMax = min(m.batchMax, size)
+	m.mu.Unlock()
+	byID := map[string][]pollItem{}
+	for _, it := range items {
+		byID[it.id] = append(byID[it.id], it)
+	}
+	for len(ids) > 0 {
+		n := min(size, len(ids))
+		var part []pollItem
+		for _, id := range ids[:n] {
+			part = append(part, byID[id]...)
+		}
+		ids = ids[n:]
+		m.batch(prefix, part)
+	}
+}
+
 // loop wakes sleepers when they are due and sends batches when their
 // window closes.
 func (m *Monitor) loop() {
@@ -1005,6 +1076,7 @@ func (m *Monitor) loop() {
 		now := m.clock.Since()
 		for len(m.sleeping) > 0 && m.sleeping[0].due <= now {
 			r := heap.Pop(&m.sleeping).(*mrun)
+			r.rode = false
 			m.jobs = append(m.jobs, job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: now.Milliseconds()}}}})
 			m.cond.Signal()
 		}
@@ -1013,7 +1085,7 @@ func (m *Monitor) loop() {
 			if len(q.items) == 0 {
 				continue
 			}
-			if q.flushAt <= now && len(m.jobs) > 0 && len(q.items) < MaxBatch && q.extended < maxExtend {
+			if q.flushAt <= now && len(m.jobs) > 0 && len(q.items) < m.batchMax && q.extended < maxExtend {
 				q.flushAt = now + m.cfg.BatchWindow
 				q.extended++
 			}
