@@ -109,8 +109,12 @@ type Monitor struct {
 	batchMax  int                   // the most runs one batch reads: MaxBatch, less for a server that refused that
 	kick      chan struct{}
 	closed    bool
-	kept      map[string][]byte // checkpoints of ended runs whose fate is unknown
-	reqs      Counters
+	// For tests: trace sees each host-function call a run makes, as
+	// RunConfig.Trace does; beforeSleep sees each sleep before it begins.
+	trace       func(fn string, req, resp []byte)
+	beforeSleep func(key string, req abi.SleepRequest)
+	kept        map[string][]byte // checkpoints of ended runs whose fate is unknown
+	reqs        Counters
 }
 
 // Counters counts a Monitor's requests.
@@ -184,7 +188,8 @@ type mrun struct {
 	rode   bool
 	unsub  func() // the events subscription, if any
 	subKey string
-	prefix string // the API prefix of its last poll
+	prefix string      // the API prefix of its last poll
+	cmd    abi.Command // the command its next event answers (for trace)
 }
 
 type job struct {
@@ -513,6 +518,9 @@ func (m *Monitor) worker(s *stepper) {
 		m.jobs[0] = job{}
 		m.jobs = m.jobs[1:]
 		m.mu.Unlock()
+		if m.trace != nil && j.in.Event != nil {
+			m.traceEvent(j.r, j.in.Event)
+		}
 		var err error
 		if s, err = m.advance(s, j); err != nil {
 			return
@@ -578,8 +586,10 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 			c := &out.Commands[i]
 			switch c.Kind {
 			case abi.CommandLog:
+				m.traceCall(abi.FuncLog, c.Log, nil)
 				m.log(r, *c.Log)
 			case abi.CommandProgress:
+				m.traceCall(abi.FuncProgress, c.Progress, nil)
 				m.progress(r, c.Progress.Fields)
 			default:
 				last = c
@@ -592,20 +602,49 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 		switch last.Kind {
 		case abi.CommandCredential:
 			cred := abi.CredentialResponse{Scheme: m.cfg.Credential.Scheme(), Source: m.cfg.Credential.Source()}
+			m.traceCall(abi.FuncCredential, abi.CredentialRequest{}, cred)
 			in = abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventCredential, Credential: &cred}}
 			continue
 		case abi.CommandFinish:
 			m.finish(r, *last.Finish)
 		case abi.CommandSleep:
+			r.cmd = *last
+			if m.beforeSleep != nil {
+				m.beforeSleep(r.key, *last.Sleep)
+			}
 			parked = true
 			m.subscribe(r, last.Sleep.WakeOn)
 			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, j.cohort)
 		case abi.CommandHTTP:
+			r.cmd = *last
 			m.request(r, *last.HTTP)
 		default:
 			m.finish(r, faultOutput(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
 		}
 		return s, nil
+	}
+}
+
+// traceCall passes one host-function call to m.trace, if set.
+func (m *Monitor) traceCall(fn string, req, resp any) {
+	if m.trace == nil {
+		return
+	}
+	rb, _ := json.Marshal(req)
+	var ab []byte
+	if resp != nil {
+		ab, _ = json.Marshal(resp)
+	}
+	m.trace(fn, rb, ab)
+}
+
+// traceEvent traces the call that ev answers: r's last command.
+func (m *Monitor) traceEvent(r *mrun, ev *abi.Event) {
+	switch {
+	case ev.HTTP != nil && r.cmd.HTTP != nil:
+		m.traceCall(abi.FuncHTTP, r.cmd.HTTP, ev.HTTP)
+	case ev.Woke != nil && r.cmd.Sleep != nil:
+		m.traceCall(abi.FuncSleep, r.cmd.Sleep, ev.Woke)
 	}
 }
 
