@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -392,5 +393,87 @@ func TestE2E_MonitorEvents(t *testing.T) {
 		if ex.Method == "GET" && flowRunPath.MatchString(ex.Path) {
 			t.Errorf("a single read %s: event wakes are read in batches too", ex.Path)
 		}
+	}
+}
+
+// TestE2E_MonitorServerLimit (issue 15, 3.2): against a real server
+// started with PREFECT_SERVER_API_DEFAULT_LIMIT=5, which refuses a page
+// limit over 5 with 422, the Monitor's batches shrink to 5 runs and every
+// run ends as its read says; none fails for the limit.
+func TestE2E_MonitorServerLimit(t *testing.T) {
+	if runtime.GOOS != "linux" && !rig.Required() {
+		t.Skip("the e2e rig runs on Linux")
+	}
+	ctx := ctxT(t, 6*time.Minute)
+	srv, err := rig.StartServer(ctx, rig.ServerOptions{Env: map[string]string{"PREFECT_SERVER_API_DEFAULT_LIMIT": "5", "PREFECT_UI_ENABLED": "false"}})
+	if err != nil {
+		if rig.Required() {
+			t.Fatal(err)
+		}
+		t.Skipf("no Prefect server (set CI=true to make this a failure): %v", err)
+	}
+	defer srv.Stop()
+	status, body, err := srv.Do(ctx, "POST", "/flow_runs/filter", map[string]any{"limit": 6})
+	if err != nil || status != 422 || !strings.Contains(string(body), "less than or equal to 5") {
+		t.Fatalf("the server accepted limit 6: %d %s %v", status, body, err)
+	}
+	// A flow and a deployment of it (no worker: the runs stay SCHEDULED).
+	var flow, dep struct {
+		ID string `json:"id"`
+	}
+	for _, step := range []struct {
+		path string
+		body map[string]any
+		out  *struct {
+			ID string `json:"id"`
+		}
+	}{{"/flows/", map[string]any{"name": "limited"}, &flow}, {"/deployments/", map[string]any{"name": "limited"}, &dep}} {
+		if step.out == &dep {
+			step.body["flow_id"] = flow.ID
+		}
+		status, body, err := srv.Do(ctx, "POST", step.path, step.body)
+		if err != nil || status/100 != 2 || json.Unmarshal(body, step.out) != nil {
+			t.Fatalf("POST %s: %d %s %v", step.path, status, body, err)
+		}
+	}
+	const n = 12
+	var ids []string
+	for range n {
+		_, made, err := srv.CreateFlowRun(ctx, dep.ID, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, made["id"].(string))
+	}
+	mr := newMonitorRig(t, &rig.Env{Server: srv})
+	m := mr.start(t, host.NewMemoryStore())
+	defer m.Close()
+	var keys []string
+	for i, id := range ids {
+		key := fmt.Sprint("limited-", i)
+		if _, err := m.Launch(key, abi.Fields{FlowRunID: id, Wait: "false"}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	outs := mr.waitOutcomes(t, keys, 3*time.Minute)
+	for _, k := range keys {
+		if out := outs[k]; out.ExitCode != 0 || resultOf(t, out)["flow_run_state"] != "SCHEDULED" {
+			t.Errorf("%s: exit %d: %s", k, out.ExitCode, out.StatusDescription)
+		}
+	}
+	refused, widest := 0, 0
+	for _, ex := range mr.proxy.Log() {
+		if ex.Method == "POST" && ex.Path == "/api/flow_runs/filter" {
+			if ex.Status == 422 {
+				refused++
+			} else {
+				widest = max(widest, len(filterIDs(ex.RequestBody)))
+			}
+		}
+	}
+	t.Logf("%d refused batches, widest accepted %d ids; counters %+v", refused, widest, m.Requests())
+	if widest > 5 || refused > 2 {
+		t.Errorf("%d refused batches, widest accepted %d ids: want at most 2 and 5", refused, widest)
 	}
 }
