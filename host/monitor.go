@@ -504,7 +504,11 @@ func (m *Monitor) wakeJob(r *mrun, woken bool) {
 
 func (m *Monitor) worker(s *stepper) {
 	defer m.wg.Done()
-	defer func() { s.close(context.Background()) }()
+	defer func() {
+		if s != nil { // nil when a replacement instance could not be made
+			s.close(context.Background())
+		}
+	}()
 	for {
 		m.mu.Lock()
 		for len(m.jobs) == 0 && !m.closed {
