@@ -61,12 +61,12 @@ venv2: ## create/refresh .venv-prefect2: Prefect 2.20, for TestE2E_Prefect2 only
 
 test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 5m $$($(GO) list ./... | grep -v '/tests')
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/tests')
 	@# The Prefect-backed packages one at a time: each starts its own server, and two on 2 cores starve SQLite.
 	@mkdir -p bin && rm -f bin/test-report.txt
 	@# The Windows binary's test runs under Debian's Wine: install it when missing.
 	bash tests/rig/wine.sh
-	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 12m -p 1 ./tests/...
+	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 20m -p 1 ./tests/...
 	@cat bin/test-report.txt
 	$(MAKE) --no-print-directory test.pyextism test.temporal test.wasm fuzz-short
 
@@ -82,7 +82,7 @@ test.pyextism: venv.tools ## host/plugin.wasm over every golden scenario under t
 	$(VENV)/bin/python tests/pyextism/run_goldens.py
 
 test.e2e: venv.tools venv2 ## end-to-end tests only, against a real Prefect server
-	$(GO) test -count=1 -timeout 12m -v -run 'E2E' ./tests/... 2>&1 | tail -80
+	$(GO) test -count=1 -timeout 20m -v -run 'E2E' ./tests/... 2>&1 | tail -80
 
 temporal: ## build bin/ue-prefect-temporal (the Temporal worker and starter; its own module)
 	cd host/temporal && $(GO) build -trimpath -o $(CURDIR)/bin/ue-prefect-temporal ./cmd/ue-prefect-temporal
