@@ -83,11 +83,17 @@ def emit_schemas(flavour):
             schema = ps.model_dump(exclude_unset=True)  # RunnerDeployment.apply
         import inspect
 
+        schema = json.loads(json.dumps(schema, default=str))
+        # Each schema against its own defaults, as a deployment whose
+        # parameters are what the flow's signature says: the check must
+        # never refuse what Prefect accepts there.
+        own = {k: p["default"] for k, p in schema.get("properties", {}).items() if "default" in p}
+        cases = list(cases) + [("the schema's own defaults", own, {})]
         out.append(
             {
                 "flow": fl.name,
                 "signature": "def %s%s" % (fl.fn.__name__, inspect.signature(fl.fn)),
-                "schema": json.loads(json.dumps(schema, default=str)),
+                "schema": schema,
                 "cases": [{"name": n, "defaults": d, "parameters": p} for n, d, p in cases],
             }
         )
