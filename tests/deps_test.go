@@ -19,8 +19,8 @@ func TestImportPolicy(t *testing.T) {
 		banned  []string // standard packages not allowed
 	}{
 		{"./abi", false, nil, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "time"}},
-		{"./plugin/flowrun", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/tidwall/", "github.com/google/jsonschema-go/"}, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "math/rand", "crypto/rand"}},
-		{"./plugin", true, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/plugin/", "github.com/tidwall/", "github.com/google/jsonschema-go/", "github.com/extism/go-pdk"}, []string{"net", "net/http", "os/exec"}},
+		{"./plugin/flowrun", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/tidwall/"}, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "math/rand", "crypto/rand"}},
+		{"./plugin", true, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/plugin/", "github.com/tidwall/", "github.com/extism/go-pdk"}, []string{"net", "net/http", "os/exec"}},
 		// coder/websocket: Prefect's events websocket (host/events); no dependencies of its own.
 		{"./host/events", false, []string{"github.com/coder/websocket"}, nil},
 		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/events", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},

@@ -4,10 +4,7 @@ go 1.25.4
 
 require github.com/ue-prefect/ue-prefect v0.0.0
 
-require (
-	github.com/coder/websocket v1.8.15 // indirect
-	github.com/google/jsonschema-go v0.4.3 // indirect
-)
+require github.com/coder/websocket v1.8.15 // indirect
 
 require (
 	github.com/davecgh/go-spew v1.1.1 // indirect

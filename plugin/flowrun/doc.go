@@ -38,13 +38,14 @@
 //     errors.
 //   - schedule.go: the scheduled start (resolved once against the host's
 //     wall clock), the start deadline, and the readiness warnings.
-//   - paramschema.go: parameter values against the deployment's schema.
+//   - paramschema.go: parameter values against the deployment's schema,
+//     after what Prefect's server does first (paramprefect.go), with the
+//     package's own JSON Schema validator (minischema.go).
 //
 // What they share: http.go sends requests, checks answers and retries
 // them; clock.go keeps time, in milliseconds throughout; finish.go builds
 // the outcome; config.go validates the input fields.
 //
-// This package imports only package abi, gjson, google/jsonschema-go and the
-// standard library, and no part of the standard library that does I/O or
-// reads the clock.
+// This package imports only package abi, gjson and the standard library,
+// and no part of the standard library that does I/O or reads the clock.
 package flowrun

@@ -103,7 +103,7 @@ func blockReference() map[string]any {
 		"properties": map[string]any{
 			"$ref": map[string]any{"oneOf": []any{
 				map[string]any{"type": "string", "format": "uuid"},
-				map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}, "minProperties": 1},
+				map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}, "minProperties": 1.0}, // float64, as json.Unmarshal gives numbers
 			}},
 		},
 		"required": []any{"$ref"},

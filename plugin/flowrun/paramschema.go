@@ -2,12 +2,12 @@ package flowrun
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/tidwall/gjson"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -17,9 +17,10 @@ import (
 // Prefect checks the values itself only when the deployment enforces its
 // schema; a deployment with enforce_parameter_schema off (a 2.x client's
 // default) creates a run that fails minutes later. So the machine checks
-// before the create, with a JSON Schema validator (google/jsonschema-go,
-// draft 2020-12, as Prefect's server-side check): types, required
-// parameters, enums and nested objects as far as the schema's $refs go. The
+// before the create, with a JSON Schema validator of its own (draft 2020-12,
+// as Prefect's server-side check; the keywords it applies are listed in
+// minischema.go): types, required parameters, enums, bounds, patterns and
+// nested objects as far as the schema's $refs go. The
 // values checked are the deployment's default parameters overlaid with the
 // user's, as the server merges them; the schema is preprocessed and the
 // values hydrated as the server does (paramprefect.go), so the check is
@@ -29,7 +30,8 @@ import (
 // Enforced: a violation ends the run with exit 20 naming the parameter, as
 // the server would. Not enforced: a warning naming the parameter and the
 // expected type, and the launch goes on, since Prefect may coerce at run
-// time. A schema the validator cannot use (hostile or exotic) only warns.
+// time. A schema the validator cannot use (hostile, exotic or malformed,
+// such as {"type": 7}) only warns, enforced or not.
 
 // MaxSchemaViolations bounds the violations one message lists.
 const MaxSchemaViolations = 5
@@ -108,8 +110,10 @@ func mergedParams(defaults gjson.Result, user RawObject) (map[string]any, error)
 // (a workspace variable, a Jinja template) is not checked, and a
 // placeholder Prefect refuses whatever it holds is a violation. Required
 // parameters are checked first, all of them; then each parameter is
-// validated alone, against the schema with only its own property, so that
-// every bad parameter is named (the validator stops at its first error).
+// validated alone, against its own property (references resolve in the
+// whole schema), so that every bad parameter is named (the validator stops
+// at its first error). A schema that is not one, or one checkKeywords finds
+// malformed, is an error, never a violation.
 func validateParams(schemaJSON string, params map[string]any) (vs []violation, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -125,12 +129,7 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 	}
 	preprocessSchema(decoded)
 	relaxSchema(decoded, 0)
-	prepared, err := json.Marshal(decoded)
-	if err != nil {
-		return nil, err
-	}
-	var root jsonschema.Schema
-	if err := json.Unmarshal(prepared, &root); err != nil {
+	if err := checkKeywords(decoded, "#", 0); err != nil {
 		return nil, err
 	}
 	if _, ok := decoded["properties"].(map[string]any); !ok {
@@ -140,7 +139,7 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 	if !ok {
 		return nil, nil // the parameters as a whole are a placeholder: the server decides
 	}
-	for _, name := range root.Required {
+	for _, name := range stringList(decoded["required"]) {
 		if _, ok := hydrated[name]; !ok {
 			msg := "required, and the deployment has no default for it"
 			if _, given := params[name]; given {
@@ -150,7 +149,7 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 		}
 	}
 	for _, name := range sortedKeys(hydrated) {
-		if _, declared := root.Properties[name]; !declared {
+		if _, declared := decoded["properties"].(map[string]any)[name]; !declared {
 			continue
 		}
 		value := hydrated[name]
@@ -160,27 +159,13 @@ func validateParams(schemaJSON string, params map[string]any) (vs []violation, e
 		} else if unknown || !exactNumbers(value, 0) {
 			continue
 		}
-		// The parameter alone: its property and the definitions it may
-		// refer to, none of the root's own keywords.
-		alone := map[string]any{"properties": map[string]any{name: decoded["properties"].(map[string]any)[name]}}
-		for _, k := range []string{"definitions", "$defs"} {
-			if d, ok := decoded[k]; ok {
-				alone[k] = d
+		// The parameter alone, against its own property: none of the
+		// root's own keywords.
+		if err := miniValidate(decoded, name, value); err != nil {
+			var unusable *errUnusable
+			if errors.As(err, &unusable) {
+				return nil, err
 			}
-		}
-		b, err := json.Marshal(alone)
-		if err != nil {
-			return nil, err
-		}
-		var one jsonschema.Schema
-		if err := json.Unmarshal(b, &one); err != nil {
-			return nil, err
-		}
-		rs, err := one.Resolve(nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := rs.Validate(map[string]any{name: value}); err != nil {
 			vs = append(vs, violation{param: name, msg: validationMessage(err.Error())})
 		}
 	}

@@ -70,7 +70,7 @@ func TestValidateParams(t *testing.T) {
 		{"portable patternProperties are checked", `{"type":"object","properties":{"m":{"type":"object","patternProperties":{"^[0-9]+":{"type":"integer"}},"additionalProperties":false}}}`,
 			`{"m":{"1":"x"}}`, []string{`m: type: x has type "string", want "integer"`}, ""},
 		{"a number past 2^53 is not checked", `{"type":"object","properties":{"n":{"type":"integer","exclusiveMaximum":9007199254740993}}}`, `{"n":9007199254740992}`, nil, ""},
-		{"a schema that is not one", `{"type":"object","properties":{"n":{"type":7}}}`, `{"n":1}`, nil, "type"},
+		{"a schema that is not one", `{"type":"object","properties":{"n":{"type":7}}}`, `{"n":1}`, nil, "/type is not a type name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
