@@ -377,6 +377,9 @@ func checkSchemaRefs(root gjson.Result) error {
 		}
 		if v.IsObject() || v.IsArray() {
 			v.ForEach(func(k, sub gjson.Result) bool {
+				if v.IsObject() && valueKeyword(k.String()) {
+					return true // a value, not a schema: a default may hold a block reference
+				}
 				walk(ptr+"/"+escapePointer(k.String()), sub, depth+1)
 				return err == nil
 			})
@@ -384,6 +387,17 @@ func checkSchemaRefs(root gjson.Result) error {
 	}
 	walk("#", root, 0)
 	return err
+}
+
+// valueKeyword reports whether keyword k of a schema holds values, not
+// subschemas: their "$ref" keys are data (Prefect's block references
+// {"$ref": {"block_document_id": …}} in a default), never references.
+func valueKeyword(k string) bool {
+	switch k {
+	case "default", "enum", "const", "examples":
+		return true
+	}
+	return false
 }
 
 // localRef resolves a reference within the schema: "#" or "#/a/b".

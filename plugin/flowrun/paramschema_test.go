@@ -42,6 +42,8 @@ func TestValidateParams(t *testing.T) {
 		{"a reference to nothing", `{"type":"object","properties":{"n":{"$ref":"#/definitions/Nope"}}}`, `{"n":1}`, nil, "points at nothing"},
 		{"a block reference, as Prefect's preprocess_schema allows", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},"required":["b"],` + block + `}`,
 			`{"b":{"$ref":{"block_document_id":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}}`, nil, ""},
+		{"a default holding a block reference is a value, not a reference", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds","default":{"$ref":{"block_document_id":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}}},` + block + `}`,
+			`{"b":{"$ref":{"block_document_id":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}}`, nil, ""},
 		{"a block reference by id string", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},` + block + `}`,
 			`{"b":{"$ref":"6f1c9a8e-2d7b-4c1e-9f3a-0b5d8e7c6a41"}}`, nil, ""},
 		{"a block reference that refers to nothing", `{"type":"object","properties":{"b":{"$ref":"#/definitions/Creds"}},` + block + `}`,
