@@ -42,6 +42,13 @@ type Runtime struct {
 	mu          sync.Mutex
 	spare       api.Module
 	spareStderr *bytes.Buffer
+
+	// What a park needs to unload the compiled plugin and load it again
+	// (park.go); rt and compiled are guarded by mu once loaded.
+	wasm   []byte
+	rc     wazero.RuntimeConfig
+	marker string
+	users  int // calls and steppers using rt now
 }
 
 type runtimeConfig struct {
@@ -125,7 +132,9 @@ func NewRuntime(ctx context.Context, wasm []byte, opts ...RuntimeOption) (*Runti
 			go r.fillCache(wasm, marker)
 		}
 	}
-	r.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithMemoryLimitPages(cfg.memoryPages))
+	r.wasm, r.marker = wasm, marker
+	r.rc = rc.WithMemoryLimitPages(cfg.memoryPages)
+	r.rt = wazero.NewRuntimeWithConfig(ctx, r.rc)
 	if err := r.init(ctx, wasm); err != nil {
 		r.Close(ctx)
 		return nil, err
@@ -168,18 +177,9 @@ func (r *Runtime) WaitCache(ctx context.Context) {
 }
 
 func (r *Runtime) init(ctx context.Context, wasm []byte) error {
-	if _, err := instantiateWASI(ctx, r.rt); err != nil {
-		return err
-	}
-	if err := instantiateKernel(ctx, r.rt); err != nil {
-		return fmt.Errorf("host: kernel: %w", err)
-	}
-	if err := instantiateImports(ctx, r.rt); err != nil {
-		return fmt.Errorf("host: imports: %w", err)
-	}
-	compiled, err := r.rt.CompileModule(ctx, wasm)
+	compiled, err := load(ctx, r.rt, wasm)
 	if err != nil {
-		return fmt.Errorf("host: error compiling plugin: %w", err)
+		return err
 	}
 	r.compiled = compiled
 	if err := checkModule(compiled); err != nil {
@@ -196,6 +196,24 @@ func (r *Runtime) init(ctx context.Context, wasm []byte) error {
 		return fmt.Errorf("abi: version mismatch: host %d, plugin %d", abi.Version, r.info.ABIVersion)
 	}
 	return nil
+}
+
+// load defines the host modules in rt and compiles wasm.
+func load(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
+	if _, err := instantiateWASI(ctx, rt); err != nil {
+		return nil, err
+	}
+	if err := instantiateKernel(ctx, rt); err != nil {
+		return nil, fmt.Errorf("host: kernel: %w", err)
+	}
+	if err := instantiateImports(ctx, rt); err != nil {
+		return nil, fmt.Errorf("host: imports: %w", err)
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("host: error compiling plugin: %w", err)
+	}
+	return compiled, nil
 }
 
 // checkModule fails fast if the plugin lacks an export or needs an import
@@ -241,6 +259,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 	if m := r.takeSpare(); m != nil {
 		m.Close(ctx)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rt == nil { // unloaded by a park
+		return nil
+	}
 	return r.rt.Close(ctx)
 }
 
@@ -257,6 +280,11 @@ func (r *Runtime) takeSpare() api.Module {
 // from affecting the next; the one exception is the spare kept from load
 // (keep), used once by a run on the system clocks.
 func (r *Runtime) call(ctx context.Context, cs *callState, export string, input []byte, keep ...bool) ([]byte, error) {
+	rt, compiled, release, err := r.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	k := newKernel(64 << 20)
 	k.reset(input)
 	ctx = context.WithValue(ctx, kernelKey{}, k)
@@ -273,6 +301,29 @@ func (r *Runtime) call(ctx context.Context, cs *callState, export string, input 
 		}
 	}
 	stderr := new(bytes.Buffer)
+	mod, err := rt.InstantiateModule(ctx, compiled, moduleConfig(cs, stderr))
+	if err != nil {
+		return nil, r.trapError("instantiating the plugin", err, stderr)
+	}
+	if len(keep) > 0 && keep[0] {
+		out, err := r.invoke(ctx, mod, k, export, stderr)
+		if err == nil {
+			r.mu.Lock()
+			r.spare, r.spareStderr = mod, stderr
+			r.mu.Unlock()
+		} else {
+			mod.Close(ctx)
+		}
+		return out, err
+	}
+	defer mod.Close(ctx)
+	return r.invoke(ctx, mod, k, export, stderr)
+}
+
+// moduleConfig is the configuration of a plugin instance for a run with
+// cs (nil: no run): its clocks and randomness are the system's, or
+// virtual and fixed when the run is deterministic.
+func moduleConfig(cs *callState, stderr *bytes.Buffer) wazero.ModuleConfig {
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions("_initialize").
@@ -293,23 +344,7 @@ func (r *Runtime) call(ctx context.Context, cs *callState, export string, input 
 	} else {
 		mc = mc.WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader)
 	}
-	mod, err := r.rt.InstantiateModule(ctx, r.compiled, mc)
-	if err != nil {
-		return nil, r.trapError("instantiating the plugin", err, stderr)
-	}
-	if len(keep) > 0 && keep[0] {
-		out, err := r.invoke(ctx, mod, k, export, stderr)
-		if err == nil {
-			r.mu.Lock()
-			r.spare, r.spareStderr = mod, stderr
-			r.mu.Unlock()
-		} else {
-			mod.Close(ctx)
-		}
-		return out, err
-	}
-	defer mod.Close(ctx)
-	return r.invoke(ctx, mod, k, export, stderr)
+	return mc
 }
 
 // invoke calls export on mod with the kernel k already in ctx.
@@ -407,6 +442,16 @@ type RunConfig struct {
 	Trace func(fn string, req, resp []byte)
 	// UserAgent is sent with every request.
 	UserAgent string
+	// ParkAfter, if positive, drives the machine step by step (the step
+	// export) and parks every sleep at least this long: the plugin's
+	// instance is closed, the compiled plugin unloaded when nothing else
+	// uses the Runtime, and the memory returned to the operating system;
+	// on waking the run resumes from its checkpoint. The transcript is the
+	// same as without. See park.go.
+	ParkAfter time.Duration
+	// OnPark, if set, is called at each park with whether the compiled
+	// plugin was unloaded, for tests and diagnostics.
+	OnPark func(unloaded bool)
 }
 
 // Run executes one action to its end and returns its outcome. The error is
@@ -444,6 +489,9 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 	in.NowMS = cs.clock.Since().Milliseconds()
 	if in.NowUnixMS == 0 {
 		in.NowUnixMS = cs.clock.Now().UnixMilli()
+	}
+	if cfg.ParkAfter > 0 {
+		return r.runParking(ctx, cs, in)
 	}
 	input, err := json.Marshal(in)
 	if err != nil {

@@ -3,10 +3,8 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
@@ -17,24 +15,40 @@ import (
 // reusing it saves an instantiation and the Go runtime's _initialize per
 // step. It is not safe for concurrent use.
 type stepper struct {
-	r      *Runtime
-	mod    api.Module
-	k      *kernel
-	stderr *bytes.Buffer
+	r       *Runtime
+	mod     api.Module
+	k       *kernel
+	stderr  *bytes.Buffer
+	release func() // the Runtime's use count (acquire)
 }
 
 func (r *Runtime) newStepper(ctx context.Context) (*stepper, error) {
-	stderr := new(bytes.Buffer)
-	mc := wazero.NewModuleConfig().
-		WithName("").
-		WithStartFunctions("_initialize").
-		WithStderr(&limitedWriter{w: stderr, n: 16 << 10}).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader)
-	mod, err := r.rt.InstantiateModule(ctx, r.compiled, mc)
+	return r.newRunStepper(ctx, nil)
+}
+
+// newRunStepper is a stepper with the clocks of the run cs (nil: the
+// system's). A run on the system clocks takes the instance kept from load
+// if it is still there.
+func (r *Runtime) newRunStepper(ctx context.Context, cs *callState) (*stepper, error) {
+	rt, compiled, release, err := r.acquire(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if cs != nil && cs.virtual == nil {
+		if mod := r.takeSpare(); mod != nil {
+			r.mu.Lock()
+			stderr := r.spareStderr
+			r.mu.Unlock()
+			return &stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
+		}
+	}
+	stderr := new(bytes.Buffer)
+	mod, err := rt.InstantiateModule(ctx, compiled, moduleConfig(cs, stderr))
+	if err != nil {
+		release()
 		return nil, r.trapError("instantiating the plugin", err, stderr)
 	}
-	return &stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr}, nil
+	return &stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
 }
 
 // step calls the step export once. After an error the instance may be
@@ -56,4 +70,7 @@ func (s *stepper) step(ctx context.Context, in abi.StepInput) (abi.StepOutput, e
 	return so, nil
 }
 
-func (s *stepper) close(ctx context.Context) { s.mod.Close(ctx) }
+func (s *stepper) close(ctx context.Context) {
+	s.mod.Close(ctx)
+	s.release()
+}

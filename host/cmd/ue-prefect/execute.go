@@ -25,6 +25,11 @@ import (
 // JSON object each: ue-prefect::output {"flow_run_id":"…",…}.
 const OutputPrefix = "ue-prefect::output "
 
+// parkAfter is the shortest sleep that is parked (host.RunConfig.ParkAfter).
+// Loading the plugin again costs tens of milliseconds of CPU: not worth it
+// for the short sleeps of retries.
+const parkAfter = 5 * time.Second
+
 // extensionOutput is the UAC extension output document.
 type extensionOutput struct {
 	ExitCode          int             `json:"exit_code"`
@@ -296,6 +301,9 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		RequestTimeout: inv.timeout,
 		Interrupter:    intr,
 		UserAgent:      "ue-prefect/" + version,
+		// A waiting task holds almost nothing: each poll sleep of 5 s or
+		// more is parked, the plugin unloaded until it ends.
+		ParkAfter: parkAfter,
 		Log: func(l abi.LogRecord) {
 			if l.Source == abi.SourceFlowRun {
 				flowLog(errw, l)
