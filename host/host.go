@@ -47,6 +47,7 @@ type Runtime struct {
 	// (park.go); rt and compiled are guarded by mu once loaded.
 	wasm   []byte
 	rc     wazero.RuntimeConfig
+	cache  wazero.CompilationCache // rc's, if any: it holds the compiled code
 	marker string
 	users  int // calls and steppers using rt now
 }
@@ -126,6 +127,7 @@ func NewRuntime(ctx context.Context, wasm []byte, opts ...RuntimeOption) (*Runti
 				return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.cacheDir, err)
 			}
 			rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+			r.cache = cache
 		} else {
 			rc = wazero.NewRuntimeConfigInterpreter()
 			r.bg = make(chan struct{})
@@ -264,7 +266,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 	if r.rt == nil { // unloaded by a park
 		return nil
 	}
-	return r.rt.Close(ctx)
+	err := r.rt.Close(ctx)
+	if r.cache != nil {
+		r.cache.Close(ctx)
+	}
+	return err
 }
 
 func (r *Runtime) takeSpare() api.Module {

@@ -134,10 +134,10 @@ func (r *Runtime) acquire(ctx context.Context) (wazero.Runtime, wazero.CompiledM
 // compile has filled it since). Called with r.mu held.
 func (r *Runtime) reload(ctx context.Context) error {
 	rc := r.rc
+	var cache wazero.CompilationCache
 	if !r.cfg.interpret && !r.cfg.noCache {
 		if _, err := os.Stat(r.marker); err == nil {
-			cache, err := wazero.NewCompilationCacheWithDir(r.cfg.cacheDir)
-			if err == nil {
+			if cache, err = wazero.NewCompilationCacheWithDir(r.cfg.cacheDir); err == nil {
 				rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache).WithMemoryLimitPages(r.cfg.memoryPages)
 				r.rc = rc
 			}
@@ -147,9 +147,12 @@ func (r *Runtime) reload(ctx context.Context) error {
 	compiled, err := load(ctx, rt, r.wasm)
 	if err != nil {
 		rt.Close(ctx)
+		if cache != nil {
+			cache.Close(ctx)
+		}
 		return fmt.Errorf("host: loading the plugin again after a park: %w", err)
 	}
-	r.rt, r.compiled = rt, compiled
+	r.rt, r.compiled, r.cache = rt, compiled, cache
 	return nil
 }
 
@@ -168,14 +171,25 @@ func (r *Runtime) park(ctx context.Context) bool {
 		m.Close(ctx)
 	}
 	r.mu.Lock()
-	var rt wazero.Runtime
+	var (
+		rt       wazero.Runtime
+		compiled wazero.CompiledModule
+		cache    wazero.CompilationCache
+	)
 	if r.unloadable() {
-		rt = r.rt
-		r.rt, r.compiled = nil, nil
+		rt, compiled, cache = r.rt, r.compiled, r.cache
+		r.rt, r.compiled, r.cache = nil, nil, nil
 	}
 	r.mu.Unlock()
 	if rt != nil {
+		// The compiled code belongs to the cache's engine, which outlives
+		// the runtime: close both, or the code stays mapped.
+		_ = compiled.Close(ctx)
 		_ = rt.Close(ctx)
+		if cache != nil {
+			_ = cache.Close(ctx)
+		}
+		dropResident(r.wasm)
 	}
 	freeMemory()
 	return rt != nil
