@@ -42,7 +42,7 @@ func run() int32 {
 func step() int32 {
 	return guard(func() (any, error) {
 		var in abi.StepInput
-		if err := decode(pdk.Input(), &in); err != nil {
+		if err := decodeDepth(pdk.Input(), &in, maxStepDepth); err != nil {
 			return nil, err
 		}
 		var m *flowrun.Machine
@@ -63,8 +63,18 @@ func step() int32 {
 	})
 }
 
-func decode(b []byte, v any) error {
-	if e := flowrun.CheckJSON(string(b), flowrun.MaxResponseDepth); e != "" {
+// maxStepDepth bounds the nesting of a step's input. An event carries a
+// response body three levels down ({"event":{"http":{"body":…}}}), and the
+// host passes on any body encoding/json accepts (nested up to 10,000), as
+// the run export's sleep and HTTP imports do; the machine itself then
+// checks the body against flowrun.MaxResponseDepth, and Restore the
+// checkpoint, so a step answers a deep body exactly as run does.
+const maxStepDepth = 10000 + 3
+
+func decode(b []byte, v any) error { return decodeDepth(b, v, flowrun.MaxResponseDepth) }
+
+func decodeDepth(b []byte, v any, maxDepth int) error {
+	if e := flowrun.CheckJSON(string(b), maxDepth); e != "" {
 		return fmt.Errorf("input is not valid JSON: %s", e)
 	}
 	return json.Unmarshal(b, v)
