@@ -296,8 +296,10 @@ func newTestRuntime(t *testing.T) *Runtime {
 }
 
 // TestRuntimeConcurrentRuns runs one Runtime from 8 goroutines at once,
-// each its own run with its own fake server and clock; go test -race
-// checks the host shares nothing unsafely.
+// each its own run with its own fake server and clock, every other one
+// parking its sleeps (RunConfig.ParkAfter), which unloads the plugin when
+// no other run holds it; go test -race checks the host shares nothing
+// unsafely.
 func TestRuntimeConcurrentRuns(t *testing.T) {
 	rt := newTestRuntime(t)
 	base, _ := url.Parse("http://prefect.test/api")
@@ -326,9 +328,14 @@ func TestRuntimeConcurrentRuns(t *testing.T) {
 				return jsonResp(404, `{"detail":"Not found"}`), nil
 			})
 			var logs []string
+			var park time.Duration
+			if i%2 == 1 {
+				park = time.Second
+			}
 			out, err := rt.Run(context.Background(), RunConfig{
 				Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: vclock.New(testEpoch),
-				Log: func(l abi.LogRecord) { logs = append(logs, l.Message) },
+				Log:       func(l abi.LogRecord) { logs = append(logs, l.Message) },
+				ParkAfter: park,
 			}, abi.RunInput{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", PollInterval: "5"}, InvocationID: fmt.Sprint("inv-", i), Seed: uint64(i + 1)})
 			if err != nil || out.ExitCode != 0 || !strings.Contains(string(out.Result), runID) {
 				t.Errorf("run %d = %+v, %v, want exit 0 for %s", i, out, err, runID)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,13 +232,25 @@ func BenchmarkMemory(b *testing.B) {
 			env: map[string]string{}},
 	}
 	// UE_PREFECT_BENCH_COMPARE=/path/to/another/ue-prefect adds its waiting
-	// cases beside ours, e.g. a build of an earlier commit.
+	// cases beside ours, e.g. a build of an earlier commit, with the
+	// variables of UE_PREFECT_BENCH_COMPARE_ENV (K=V,K=V; e.g. GOGC=25) set
+	// for them.
 	if other := os.Getenv("UE_PREFECT_BENCH_COMPARE"); other != "" {
+		extra := strings.FieldsFunc(os.Getenv("UE_PREFECT_BENCH_COMPARE_ENV"), func(r rune) bool { return r == ',' })
+		label := "compare: "
+		if len(extra) > 0 {
+			label = "compare (" + strings.Join(extra, " ") + "): "
+		}
 		var more []*memCase
 		for _, c := range cases {
 			if c.ue {
-				more = append(more, &memCase{name: "compare: " + strings.TrimPrefix(c.name, "ue-prefect "), argv: append([]string{other}, c.argv[1:]...),
-					env: c.env, interval: c.interval, ue: true, compare: true})
+				env := maps.Clone(c.env)
+				for _, kv := range extra {
+					k, v, _ := strings.Cut(kv, "=")
+					env[k] = v
+				}
+				more = append(more, &memCase{name: label + strings.TrimPrefix(c.name, "ue-prefect "), argv: append([]string{other}, c.argv[1:]...),
+					env: env, interval: c.interval, ue: true, compare: true})
 			}
 		}
 		cases = append(cases, more...)
@@ -296,7 +309,7 @@ func BenchmarkMemory(b *testing.B) {
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "== 7. A waiting task: resident memory and CPU while it waits on a %d s flow (sleepy/sleepy), %d rounds side by side ==\n", memFlowSecs, nMemRounds)
-	fmt.Fprintf(&sb, "%-44s %3s %12s %9s %9s %9s %10s %14s\n", "process", "N", "VmRSS steady", "max", "anon", "file", "VmHWM", "CPU/interval")
+	fmt.Fprintf(&sb, "%-48s %3s %12s %9s %9s %9s %10s %14s\n", "process", "N", "VmRSS steady", "max", "anon", "file", "VmHWM", "CPU/interval")
 	var worst float64
 	for _, c := range cases {
 		var st, mx, an, fi, hw, cpu []float64
@@ -312,7 +325,7 @@ func BenchmarkMemory(b *testing.B) {
 		if c.interval > 0 {
 			cpuCol = fmt.Sprintf("%.1f ms/%ds", medianF(cpu), int(c.interval/time.Second))
 		}
-		fmt.Fprintf(&sb, "%-44s %3d %8.1f MiB %5.1f MiB %5.1f MiB %5.1f MiB %6.1f MiB %14s\n", c.name, len(c.figs), medianF(st), medianF(mx), medianF(an), medianF(fi), medianF(hw), cpuCol)
+		fmt.Fprintf(&sb, "%-48s %3d %8.1f MiB %5.1f MiB %5.1f MiB %5.1f MiB %6.1f MiB %14s\n", c.name, len(c.figs), medianF(st), medianF(mx), medianF(an), medianF(fi), medianF(hw), cpuCol)
 		if c.ue && !c.compare {
 			worst = max(worst, medianF(st))
 			memoryOnce.report(b, medianF(st), strings.NewReplacer(" ", "_", ",", "", "+", "").Replace(c.name)+"-MiB")
