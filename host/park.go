@@ -129,19 +129,22 @@ func (r *Runtime) acquire(ctx context.Context) (wazero.Runtime, wazero.CompiledM
 	return r.rt, r.compiled, release, nil
 }
 
-// reload loads the plugin after an unload, from the compilation cache when
+// reload loads the plugin after an unload: from the compilation cache when
 // it is complete (also when this process started cold and its background
-// compile has filled it since). Called with r.mu held.
+// compile has filled it since), else in the interpreter, which compiles
+// fast. Never through the cache a park closed. Called with r.mu held.
 func (r *Runtime) reload(ctx context.Context) error {
-	rc := r.rc
+	rc := r.rc // interpreter, or compiler without a cache
 	var cache wazero.CompilationCache
 	if !r.cfg.interpret && !r.cfg.noCache {
+		rc = wazero.NewRuntimeConfigInterpreter()
 		if _, err := os.Stat(r.marker); err == nil {
-			if cache, err = wazero.NewCompilationCacheWithDir(r.cfg.cacheDir); err == nil {
-				rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache).WithMemoryLimitPages(r.cfg.memoryPages)
-				r.rc = rc
+			if c, err := wazero.NewCompilationCacheWithDir(r.cfg.cacheDir); err == nil {
+				cache = c
+				rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
 			}
 		}
+		rc = rc.WithMemoryLimitPages(r.cfg.memoryPages)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	compiled, err := load(ctx, rt, r.wasm)
