@@ -104,14 +104,17 @@ func Shutdown() {
 	shutdownMu.Lock()
 	defer shutdownMu.Unlock()
 	owned.Lock()
-	fls, srvs := owned.flows, owned.servers
-	owned.flows, owned.servers = nil, nil
+	fls, srvs, pgs := owned.flows, owned.servers, owned.postgres
+	owned.flows, owned.servers, owned.postgres = nil, nil, nil
 	owned.Unlock()
 	for _, f := range fls {
 		f.Stop()
 	}
 	for _, s := range srvs {
 		s.Stop()
+	}
+	for _, p := range pgs {
+		p.Stop()
 	}
 	stopAllProcs()
 }
@@ -120,8 +123,9 @@ func Shutdown() {
 // Shutdown can stop them (and remove their temp dirs) even if a test did not.
 var owned struct {
 	sync.Mutex
-	servers []*Server
-	flows   []*Flows
+	servers  []*Server
+	flows    []*Flows
+	postgres []*Postgres
 }
 
 var sigOnce sync.Once

@@ -35,10 +35,15 @@ type ServerOptions struct {
 	// Python is the interpreter of the venv whose Prefect runs the server
 	// (and ServeFlows); empty means Python(), the Prefect 3.9 venv.
 	Python string
+	// Database is DatabaseSQLite (a file in Home) or DatabasePostgres (a
+	// throw-away cluster the Server owns, StartPostgres); empty means
+	// DefaultDatabase(), i.e. $UE_PREFECT_RIG_DATABASE or SQLite.
+	Database string
 }
 
 // Server is a real `prefect server start` on 127.0.0.1 with a temporary
-// PREFECT_HOME (SQLite database, server.log).
+// PREFECT_HOME (server.log, and the SQLite database unless it runs on
+// PostgreSQL).
 type Server struct {
 	// URL is the API base, e.g. http://127.0.0.1:PORT/api.
 	URL string
@@ -50,6 +55,11 @@ type Server struct {
 	AuthString string
 	// StartupTime is how long the last start took until /api/health was 200.
 	StartupTime time.Duration
+	// Database is DatabaseSQLite or DatabasePostgres.
+	Database string
+	// Postgres is the server's database cluster when Database is
+	// DatabasePostgres (nil for SQLite); Stop stops and removes it.
+	Postgres *Postgres
 
 	opts    ServerOptions
 	python  string
@@ -64,10 +74,18 @@ type Server struct {
 }
 
 // StartServer starts `prefect server start --host 127.0.0.1 --port <free
-// port>` with a temporary PREFECT_HOME (SQLite), analytics and UI off and
-// services on, logging to Home/server.log, and waits (polling every 250 ms,
-// 90 s ceiling) for GET /api/health to return 200.
+// port>` with a temporary PREFECT_HOME, analytics and UI off and services
+// on, logging to Home/server.log, and waits (polling every 250 ms, 90 s
+// ceiling) for GET /api/health to return 200. The database is SQLite in
+// Home, or with opts.Database DatabasePostgres a fresh PostgreSQL cluster
+// (PREFECT_API_DATABASE_CONNECTION_URL).
 func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
+	if opts.Database == "" {
+		opts.Database = DefaultDatabase()
+	}
+	if opts.Database != DatabaseSQLite && opts.Database != DatabasePostgres {
+		return nil, fmt.Errorf("rig: database %q: %w", opts.Database, errNoDatabase)
+	}
 	python := opts.Python
 	if python == "" {
 		var err error
@@ -92,6 +110,7 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		Home:       home,
 		Port:       port,
 		AuthString: auth,
+		Database:   opts.Database,
 		opts:       opts,
 		python:     python,
 		logPath:    filepath.Join(home, "server.log"),
@@ -100,6 +119,12 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	owned.Lock()
 	owned.servers = append(owned.servers, s)
 	owned.Unlock()
+	if opts.Database == DatabasePostgres {
+		if s.Postgres, err = StartPostgres(ctx); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("rig: PostgreSQL for the Prefect server: %w", err)
+		}
+	}
 	if err := s.start(ctx); err != nil {
 		log := s.Log()
 		s.Stop()
@@ -120,6 +145,9 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	if s.opts.CSRF {
 		env["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] = "true"
+	}
+	if s.Postgres != nil {
+		env["PREFECT_API_DATABASE_CONNECTION_URL"] = s.Postgres.URL
 	}
 	for k, v := range s.opts.Env {
 		env[k] = v
@@ -188,9 +216,13 @@ func (s *Server) stopProc() {
 }
 
 // Stop sends SIGTERM to the server's process group, SIGKILL after 10 s,
-// waits, and removes Home (kept when UE_PREFECT_KEEP_RIG=1). Idempotent.
+// waits, stops its PostgreSQL cluster if any, and removes Home and the
+// cluster's folder (kept when UE_PREFECT_KEEP_RIG=1). Idempotent.
 func (s *Server) Stop() error {
 	s.stopProc()
+	if s.Postgres != nil {
+		_ = s.Postgres.Stop()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -207,7 +239,8 @@ func (s *Server) Stop() error {
 }
 
 // Restart stops the server, waits downFor, and starts it again on the SAME
-// port and PREFECT_HOME (same database), waiting until it is healthy.
+// port and PREFECT_HOME (same database; a PostgreSQL cluster keeps
+// running), waiting until it is healthy.
 func (s *Server) Restart(ctx context.Context, downFor time.Duration) error {
 	s.stopProc()
 	select {
