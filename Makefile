@@ -16,7 +16,7 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check venv.tools venv2 test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full fuzz fuzz-short bench lint demo venv clean uac
+.PHONY: help build plugin plugin-check venv.tools venv2 test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full test.scale fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -96,6 +96,27 @@ test.temporal-full: venv.tools ## issue 10's full counts: 100 runs with the work
 	cd host/temporal && UE_PREFECT_TEMPORAL_RUNS=100 UE_PREFECT_TEMPORAL_PARKED=1000 \
 	  $(GO) test -count=1 -timeout 60m -v -run E2E ./... 2>&1 | tee $(CURDIR)/temporal-full.out | grep -E '^(=== RUN|--- |\s+e2e_test|ok|FAIL|PASS)'
 
+# Issue 19's full counts on Prefect with PostgreSQL. Not part of `make test`:
+# about half an hour on 2 cores. SCALE_RUNS / SCALE_PARKED lower the counts;
+# UE_PREFECT_SCALE_MONITOR=1 adds the Monitor bench at SCALE_MONITOR_N runs.
+SCALE_RUNS      ?= 100
+SCALE_PARKED    ?= 1000
+SCALE_MONITOR_N ?= 10000
+SCALE_MONITOR_INTERVAL ?= 60
+
+test.scale: venv.tools ## full counts on Prefect with PostgreSQL: worker SIGKILLed, two workers, 1,000 parked (+ the Monitor bench with UE_PREFECT_SCALE_MONITOR=1)
+	@bash tests/rig/postgres.sh >/dev/null
+	@echo "test.scale: $$(date -u +%FT%TZ), load average $$(cut -d' ' -f1-3 /proc/loadavg), $(SCALE_RUNS) runs, $(SCALE_PARKED) parked, Prefect on PostgreSQL"
+	cd host/temporal && CI=true UE_PREFECT_RIG_DATABASE=postgres UE_PREFECT_TEMPORAL_RUNS=$(SCALE_RUNS) UE_PREFECT_TEMPORAL_PARKED=$(SCALE_PARKED) \
+	  $(GO) test -count=1 -p 1 -timeout 120m -v -run '^TestE2E(WorkerKilledMidWait|TwoWorkers|ParkedRunsHoldNoSlot)$$' ./ 2>&1 \
+	  | tee $(CURDIR)/scale.out | grep -E '^(--- |ok|FAIL|PASS)|figure:'
+	@if [ "$${UE_PREFECT_SCALE_MONITOR:-}" = 1 ]; then \
+	  echo "test.scale: Monitor bench, $(SCALE_MONITOR_N) runs, $(SCALE_MONITOR_INTERVAL) s polls, $$(date -u +%FT%TZ), load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	  UE_PREFECT_RIG_DATABASE=postgres UE_PREFECT_BENCH_MONITOR_N=$(SCALE_MONITOR_N) UE_PREFECT_BENCH_MONITOR_INTERVAL=$(SCALE_MONITOR_INTERVAL) \
+	    $(GO) test -count=1 -timeout 120m -run '^$$' -bench '^BenchmarkMonitor$$' ./tests/bench/ 2>&1 | tee -a scale.out; \
+	fi
+	@echo "test.scale: done $$(date -u +%FT%TZ), load average $$(cut -d' ' -f1-3 /proc/loadavg); the whole log is in scale.out"
+
 fuzz-short: ## each fuzzer for $(FUZZTIME)
 	@for f in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' abi plugin host | sed 's/func //' | sort -u); do \
 	  pkg=$$(grep -rlE "^func $$f\(" --include='*_test.go' abi plugin host | head -1 | xargs dirname); \
@@ -118,4 +139,4 @@ demo: ## a local Prefect server, a demo flow, launched and awaited with ue-prefe
 	@export UE_PREFECT_DEMO_T0=$$(date +%s.%N); $(MAKE) -s --no-print-directory build venv && $(GO) run ./tests/cmd/demo
 
 clean: ## remove build outputs and the virtualenv
-	rm -rf bin dist $(VENV) .venv-prefect2 bench.out temporal-full.out
+	rm -rf bin dist $(VENV) .venv-prefect2 bench.out temporal-full.out scale.out

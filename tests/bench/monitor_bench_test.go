@@ -81,7 +81,9 @@ func retry(f func() error) error {
 // are created through the API on an unserved deployment, and once the
 // Monitor has followed them for two poll intervals
 // (UE_PREFECT_BENCH_MONITOR_INTERVAL seconds, default 20) they are driven
-// to COMPLETED, or FAILED for every tenth, with set_state.
+// to COMPLETED, or FAILED for every tenth, with set_state. The server's
+// database is the rig's default: UE_PREFECT_RIG_DATABASE=postgres runs it on
+// PostgreSQL (as `UE_PREFECT_SCALE_MONITOR=1 make test.scale` does).
 func BenchmarkMonitor(b *testing.B) {
 	if monitorOnce.replay(b) {
 		return
@@ -91,6 +93,7 @@ func BenchmarkMonitor(b *testing.B) {
 	interval := time.Duration(envInt("UE_PREFECT_BENCH_MONITOR_INTERVAL", 20)) * time.Second
 	s := server(b, false)
 	load0 := loadavg()
+	wall0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	dep, err := s.DeploymentID(ctx, "idle", "idle")
@@ -267,8 +270,12 @@ func BenchmarkMonitor(b *testing.B) {
 	limitedAnswered = limited // each refused request was answered 429 with Retry-After; the runs' outcomes show none was lost
 	perInterval := float64(steadyReads) / 2
 	goalReads := (n + 199) / 200
-	table := fmt.Sprintf("== 6. Monitor: %d flow runs in one process, real server, behind a proxy admitting 625 requests/min ==\n", n)
-	table += fmt.Sprintf("   command: UE_PREFECT_BENCH_MONITOR_N=%d UE_PREFECT_BENCH_MONITOR_INTERVAL=%d go test -run '^$' -bench Monitor ./tests/bench/\n", n, int(interval/time.Second))
+	table := fmt.Sprintf("== 6. Monitor: %d flow runs in one process, real server on %s, behind a proxy admitting 625 requests/min ==\n", n, s.Database)
+	dbEnv := ""
+	if s.Database != rig.DatabaseSQLite {
+		dbEnv = rig.DatabaseEnv + "=" + s.Database + " "
+	}
+	table += fmt.Sprintf("   command: %sUE_PREFECT_BENCH_MONITOR_N=%d UE_PREFECT_BENCH_MONITOR_INTERVAL=%d go test -run '^$' -bench Monitor ./tests/bench/\n", dbEnv, n, int(interval/time.Second))
 	table += fmt.Sprintf("   setup: %d runs created through the API in %s; monitorproc %s; set_state on all in %s\n",
 		n, created.Round(time.Second), strings.TrimPrefix(following, "following "), driven.Round(time.Second))
 	table += fmt.Sprintf("%-58s %14s %s\n", "figure", "value", "goal")
@@ -281,6 +288,7 @@ func BenchmarkMonitor(b *testing.B) {
 		total, filters, singles, limited, sum.Requests.Batches, sum.Requests.BatchedReads, sum.Requests.Direct, sum.Warnings)
 	table += fmt.Sprintf("   last state set → last outcome: %s; monitor start → all outcomes: %s (%s after it followed all)\n",
 		tEnd.Sub(t1.Add(driven)).Round(time.Millisecond), tEnd.Sub(tStart).Round(time.Second), tEnd.Sub(tFollow).Round(time.Second))
+	table += fmt.Sprintf("   wall time of the whole bench (create, follow, drive, outcomes): %s\n", time.Since(wall0).Round(time.Second))
 	table += fmt.Sprintf("   one CLI process per run instead: %d processes × ~52 MiB ≈ %.0f GiB, and %d reads per interval\n", n, float64(n)*52/1024, n)
 	for _, w := range wrong {
 		table += "   WRONG " + w + "\n"
