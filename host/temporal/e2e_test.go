@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -210,13 +212,28 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 // completes with exit 0 and its flow run COMPLETED, with exactly one flow
 // run per idempotency key on the server. The worker continues each
 // workflow as new every 3 steps, so checkpoints cross run boundaries on
-// the real server too; it runs at most 4 HTTP exchanges at once, which
-// keeps Prefect's SQLite from answering 503 to a burst of creates.
+// the real server too; it runs at most 2 HTTP exchanges at once, which
+// keeps Prefect on SQLite from answering 503 to a burst of creates.
 func TestE2EWorkerKilledMidWait(t *testing.T) {
-	n := envInt("UE_PREFECT_TEMPORAL_RUNS", 10)
+	killScenario(t, envInt("UE_PREFECT_TEMPORAL_RUNS", 10), 1, true)
+}
+
+// TestE2ETwoWorkers: two workers share the task queue; one is SIGKILLed
+// while every workflow waits and stays dead. The other finishes every
+// workflow, with exactly one flow run per idempotency key, and the dead
+// one is shown to have served some of them before it died.
+func TestE2ETwoWorkers(t *testing.T) {
+	killScenario(t, envInt("UE_PREFECT_TEMPORAL_RUNS", 6), 2, false)
+}
+
+// killScenario runs n workflows on self-pausing flow runs with the given
+// number of workers on one task queue, SIGKILLs the first worker once every
+// flow run exists, restarts it if restart, resumes the flow runs, and
+// checks every outcome and the idempotency keys on the server.
+func killScenario(t *testing.T, n, workers int, restart bool) {
 	env := prefectRig(t)
 	srv := startDevServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	depID, err := env.Server.DeploymentID(ctx, "pause", "pause")
 	if err != nil {
@@ -225,15 +242,18 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	// Polls every 3 s, slower for many runs: on 2 cores Prefect's SQLite
 	// times its own flow runs out under more than ~10 polls a second.
 	poll := strconv.Itoa(max(3, n/10))
-	queue := "kill-" + strconv.Itoa(n)
-	w := newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "2")
-	w.start()
+	queue := fmt.Sprintf("kill-%d-%d", workers, n)
+	ws := make([]*worker, workers)
+	for i := range ws {
+		ws[i] = newWorker(t, srv, env.Server, queue, "-steps-per-run", "3", "-max-activities", "2")
+		ws[i].start()
+	}
 	c, err := srv.client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	prefix := fmt.Sprintf("kill-%d-", time.Now().UnixNano())
+	prefix := fmt.Sprintf("kill-%d-%d-", workers, time.Now().UnixNano())
 	began := time.Now()
 	runs := make([]client.WorkflowRun, n)
 	first := make([]string, n) // GetRunID follows the chain once Get has
@@ -247,7 +267,7 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	}
 	key := func(i int) string { return "ue-prefect:" + depID + ":" + prefix + strconv.Itoa(i) }
 	ids := make([]string, n)
-	waitFor(t, 10*time.Minute, "every flow run to be created", func() (bool, string) {
+	waitFor(t, 20*time.Minute, "every flow run to be created", func() (bool, string) {
 		got := 0
 		for i := range n {
 			if ids[i] == "" {
@@ -261,10 +281,15 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 		}
 		return got == n, fmt.Sprintf("%d of %d created", got, n)
 	})
-	w.kill()
-	t.Logf("worker SIGKILLed %v after the starts, with all %d flow runs created and waiting", time.Since(began).Round(time.Second), n)
-	time.Sleep(3 * time.Second)
-	w.start()
+	victim := ws[0]
+	victimPID := victim.cmd.Process.Pid
+	victim.kill()
+	t.Logf("figure: worker 1 of %d SIGKILLed %v after the starts, with all %d flow runs created and waiting (Prefect on %s)",
+		workers, time.Since(began).Round(time.Second), n, env.Server.Database)
+	if restart {
+		time.Sleep(3 * time.Second)
+		victim.start()
+	}
 
 	// Resume each flow run once it has paused (the runner starts at most
 	// 20 at a time, so later ones pause only after earlier ones finish).
@@ -303,7 +328,7 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	wg.Wait()
 	close(stopResume)
 	t.Logf("%d flow runs resumed; all workflows ended %v after the starts", <-resumed, time.Since(began).Round(time.Second))
-	completed := 0
+	completed, dups, missing := 0, 0, 0
 	for i := range n {
 		var res struct {
 			State string `json:"flow_run_state"`
@@ -319,11 +344,20 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 			completed++
 		}
 		r, err := env.Server.FlowRunsByIdempotencyKey(ctx, key(i))
-		if err != nil || len(r) != 1 {
-			t.Errorf("workflow %d: %d flow runs with key %s (%v), want 1", i, len(r), key(i), err)
+		switch {
+		case err != nil:
+			t.Errorf("workflow %d: reading the flow runs with key %s: %v", i, key(i), err)
+		case len(r) == 0:
+			missing++
+		case len(r) > 1:
+			dups += len(r) - 1
 		}
 	}
-	t.Logf("%d of %d completed with exit 0 and COMPLETED", completed, n)
+	if dups != 0 || missing != 0 {
+		t.Errorf("%d duplicate flow runs and %d keys without a flow run on the server, want 0 and 0", dups, missing)
+	}
+	t.Logf("figure: %d of %d workflows exit 0 with their flow run COMPLETED; %d duplicate flow runs by idempotency key on the server; %v in all",
+		completed, n, dups, time.Since(began).Round(time.Second))
 	continued := 0
 	for i := range runs {
 		if d, err := c.DescribeWorkflowExecution(ctx, runs[i].GetID(), ""); err == nil && d.WorkflowExecutionInfo.Execution.RunId != first[i] {
@@ -333,6 +367,43 @@ func TestE2EWorkerKilledMidWait(t *testing.T) {
 	if continued != n {
 		t.Errorf("%d of %d workflows continued as new, want all (steps-per-run 3)", continued, n)
 	}
+	if !restart {
+		// The killed worker had a share of the work: it ran tasks of some
+		// workflows' first runs, which the survivor then finished.
+		served := 0
+		for i := range runs {
+			if ranOn(ctx, c, runs[i].GetID(), first[i], victimPID) {
+				served++
+			}
+		}
+		if served == 0 {
+			t.Errorf("the killed worker (pid %d) ran no task of any workflow's first run: the test did not share the queue", victimPID)
+		}
+		t.Logf("figure: the killed worker had served %d of %d workflows; the surviving worker finished all %d", served, n, completed)
+	}
+}
+
+// ranOn reports whether the worker process pid ran a workflow or activity
+// task of the run (worker identities are "pid@host@…").
+func ranOn(ctx context.Context, c client.Client, id, runID string, pid int) bool {
+	want := strconv.Itoa(pid) + "@"
+	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return false
+		}
+		var identity string
+		if a := ev.GetWorkflowTaskStartedEventAttributes(); a != nil {
+			identity = a.GetIdentity()
+		} else if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			identity = a.GetIdentity()
+		}
+		if strings.HasPrefix(identity, want) {
+			return true
+		}
+	}
+	return false
 }
 
 // parkedDeployment creates a deployment that nothing serves, so its flow
@@ -362,9 +433,11 @@ func parkedDeployment(t *testing.T, ctx context.Context, p *rig.Server, name str
 
 // TestE2EParkedRunsHoldNoSlot: M workflows wait on their flow runs at the
 // same time, served by a worker capped at 2 workflow-task and 2 activity
-// slots: a waiting run is a durable timer on the server, not a slot. Then
-// every one is interrupted (a signal, as SIGTERM) and ends with exit 143,
-// its flow run left SCHEDULED, as the CLI would.
+// slots: a waiting run is a durable timer on the server, not a slot, so
+// one more workflow launches a flow run and follows it to its end on the
+// same slots while all M wait. Then every one is interrupted (a signal, as
+// SIGTERM) and ends with exit 143, its flow run left SCHEDULED, as the CLI
+// would.
 func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
 	m := envInt("UE_PREFECT_TEMPORAL_PARKED", 50)
 	env := prefectRig(t)
@@ -414,7 +487,24 @@ func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
 	if open != m {
 		t.Fatalf("%d of %d workflows open while their flow runs wait, want all", open, m)
 	}
-	t.Logf("%d flow runs launched and waiting at once in %v with 2 workflow-task and 2 activity slots", m, parked.Round(time.Millisecond))
+	t.Logf("figure: %d flow runs launched and waiting at once in %v with 2 workflow-task and 2 activity slots (Prefect on %s)",
+		m, parked.Round(time.Millisecond), env.Server.Database)
+	// A waiting run holds no slot: with all M waiting, one more workflow on
+	// the same worker launches a served flow run and follows it to its end.
+	probeStart := time.Now()
+	probe, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: name + "-probe", TaskQueue: queue}, WorkflowName,
+		Input{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", PollInterval: "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Minute)
+	var pout abi.RunOutput
+	perr := probe.Get(pctx, &pout)
+	pcancel()
+	if perr != nil || pout.ExitCode != abi.ExitSuccess {
+		t.Fatalf("with %d runs waiting, a new run on the same 2+2 slots: %v, exit %d (%s), want exit 0 within 5 min", m, perr, pout.ExitCode, pout.StatusDescription)
+	}
+	t.Logf("figure: with %d runs waiting, one more launched and followed to COMPLETED on the same 2+2 slots in %v", m, time.Since(probeStart).Round(time.Millisecond))
 	start = time.Now()
 	for i := range runs {
 		if err := c.SignalWorkflow(ctx, runs[i].GetID(), "", SignalInterrupt, abi.Interrupt{Reason: "SIGTERM", ExitCode: abi.ExitInterruptedSIGTERM}); err != nil {
@@ -439,5 +529,69 @@ func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
 	if n := count(); n != m {
 		t.Errorf("%d flow runs on the deployment, want %d", n, m)
 	}
-	t.Logf("%d interrupted and ended with exit 143 in %v", m, time.Since(start).Round(time.Millisecond))
+	t.Logf("figure: %d of %d interrupted and ended with exit 143, flow run SCHEDULED, in %v", m-bad, m, time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EEventsWakeWorkflow: the worker follows Prefect's event stream for
+// the runs its workflows wait on and wakes them. With the default 60 s
+// poll interval, the workflow of a 2 s flow run completes within seconds
+// of the flow run's end rather than at the next poll; the reads that
+// events brought forward are not polls.
+func TestE2EEventsWakeWorkflow(t *testing.T) {
+	env := prefectRig(t)
+	srv := startDevServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	queue := fmt.Sprintf("events-%d", time.Now().UnixNano())
+	w := newWorker(t, srv, env.Server, queue)
+	w.start()
+	c, err := srv.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	in := Input{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", Parameters: `{"parameters":{"seconds":2}}`}}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: queue, TaskQueue: queue}, WorkflowName, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out abi.RunOutput
+	if err := run.Get(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		ID    string `json:"flow_run_id"`
+		State string `json:"flow_run_state"`
+		Polls int    `json:"polls"`
+	}
+	_ = json.Unmarshal(out.Result, &res)
+	if out.ExitCode != abi.ExitSuccess || res.State != "COMPLETED" {
+		t.Fatalf("exit %d (%s), state %q: want exit 0 and COMPLETED", out.ExitCode, out.StatusDescription, res.State)
+	}
+	fr, err := env.Server.ReadFlowRun(ctx, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endStr, _ := fr["end_time"].(string)
+	end, err := time.Parse(time.RFC3339Nano, endStr)
+	if err != nil {
+		t.Fatalf("flow run end_time %q: %v", endStr, err)
+	}
+	d, err := c.DescribeWorkflowExecution(ctx, queue, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := d.WorkflowExecutionInfo.GetCloseTime().AsTime()
+	started := d.WorkflowExecutionInfo.GetStartTime().AsTime()
+	lag := closed.Sub(end)
+	t.Logf("figure: 60 s poll interval, 2 s flow: the workflow completed %v after the flow run's end (%v after its start); %d polls",
+		lag.Round(time.Millisecond), closed.Sub(started).Round(time.Millisecond), res.Polls)
+	// A few seconds: the event, the signal, one read. Without events the
+	// first read would come 60 s after the create.
+	if lag > 15*time.Second {
+		t.Errorf("the workflow completed %v after the flow run ended, want within seconds (the poll interval is 60 s)", lag.Round(time.Millisecond))
+	}
+	if res.Polls != 0 {
+		t.Errorf("%d polls: the reads the events brought forward should not count", res.Polls)
+	}
 }

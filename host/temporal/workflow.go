@@ -40,8 +40,9 @@ const (
 	SignalInterrupt = "interrupt"
 	// SignalWake ends the current sleep early, as an event for the flow run
 	// does in the CLI, if the sleep asked to be woken (abi.SleepRequest.WakeOn);
-	// otherwise it is ignored. An event relay may send it; polling goes on
-	// regardless.
+	// one that arrives while nothing such is waiting ends the next such sleep
+	// at once, as the CLI keeps an event for its next wait. The worker's
+	// Relay sends it; polling goes on regardless.
 	SignalWake = "wake"
 	// QueryProgress returns the latest abi.OutputFields.
 	QueryProgress = "progress"
@@ -82,6 +83,8 @@ type Carry struct {
 	EpochMS    int64            `json:"epoch_ms"`
 	Conn       Connection       `json:"connection"`
 	Fields     abi.OutputFields `json:"fields"`
+	// Woken carries a wake that arrived while no wakeable sleep waited.
+	Woken bool `json:"woken,omitempty"`
 }
 
 // Connection is what the worker tells the workflow about its API.
@@ -107,6 +110,11 @@ type Workflow struct {
 	// host.RunConfig.Trace. Neither is called during replay. For tests.
 	BeforeCommand func(abi.Command)
 	Trace         func(fn string, req, resp []byte)
+	// Watcher, if set, hears of each sleep that an event may end, so that
+	// the worker's event relay can send SignalWake (see Relay). It is not
+	// called during replay, and it does not shape the history, so workers
+	// of one queue may differ in it.
+	Watcher Watcher
 }
 
 // Register registers the workflow on r under WorkflowName.
@@ -128,6 +136,7 @@ type driver struct {
 	fields  abi.OutputFields
 	intr    *abi.Interrupt // the first interrupt, once it arrives
 	told    bool           // the machine has seen intr
+	woken   bool           // a wake arrived while no wakeable sleep waited
 }
 
 // Run is the workflow function.
@@ -141,7 +150,7 @@ func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 	var m *flowrun.Machine
 	var cmds []abi.Command
 	if c := in.Carry; c != nil {
-		d.epochMS, d.conn, d.fields = c.EpochMS, c.Conn, c.Fields
+		d.epochMS, d.conn, d.fields, d.woken = c.EpochMS, c.Conn, c.Fields, c.Woken
 		var err error
 		if m, err = flowrun.Restore(c.Checkpoint); err != nil {
 			return fault(fmt.Errorf("continue-as-new checkpoint: %w", err)), nil
@@ -183,7 +192,10 @@ func (w *Workflow) Run(ctx workflow.Context, in Input) (abi.RunOutput, error) {
 				// checkpoint names the sleep as outstanding.
 				d.poll()
 				if d.intr == nil && (steps >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
-					carry := &Carry{Checkpoint: m.Checkpoint(), Pending: c, EpochMS: d.epochMS, Conn: d.conn, Fields: d.fields}
+					for d.wakes.ReceiveAsync(nil) {
+						d.woken = true // a signal left in the channel would be lost
+					}
+					carry := &Carry{Checkpoint: m.Checkpoint(), Pending: c, EpochMS: d.epochMS, Conn: d.conn, Fields: d.fields, Woken: d.woken}
 					return abi.RunOutput{}, workflow.NewContinueAsNewError(ctx, WorkflowName, Input{Action: in.Action, Carry: carry})
 				}
 			}
@@ -259,6 +271,8 @@ func (d *driver) untold() *abi.Interrupt {
 
 // wait blocks until f is ready or, when stopOnInterrupt, an interrupt
 // arrives or, when wakeable, a wake signal; it reports whether it was woken.
+// A wake that a wait which is not wakeable receives is kept for the next
+// wakeable sleep.
 func (d *driver) wait(f workflow.Future, stopOnInterrupt, wakeable bool) (woken bool) {
 	for !f.IsReady() && !woken {
 		if stopOnInterrupt && d.intr != nil && !d.told {
@@ -267,7 +281,11 @@ func (d *driver) wait(f workflow.Future, stopOnInterrupt, wakeable bool) (woken 
 		sel := workflow.NewSelector(d.dctx)
 		sel.AddReceive(d.wakes, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(d.dctx, nil)
-			woken = wakeable
+			if wakeable {
+				woken = true
+			} else {
+				d.woken = true
+			}
 		})
 		sel.AddFuture(f, func(workflow.Future) {})
 		sel.AddReceive(d.signals, func(c workflow.ReceiveChannel, _ bool) {
@@ -338,6 +356,22 @@ func (d *driver) sleep(req abi.SleepRequest) abi.SleepResponse {
 		resp := abi.SleepResponse{NowMS: d.now(), Interrupt: it}
 		d.trace(abi.FuncSleep, req, resp)
 		return resp
+	}
+	if req.WakeOn != nil {
+		for d.wakes.ReceiveAsync(nil) {
+			d.woken = true
+		}
+		if d.woken {
+			// A wake came while the run was busy: it ends this sleep at
+			// once, and the machine reads the run.
+			d.woken = false
+			resp := abi.SleepResponse{NowMS: d.now(), Woken: true}
+			d.trace(abi.FuncSleep, req, resp)
+			return resp
+		}
+		if d.w.Watcher != nil && !workflow.IsReplaying(d.ctx) {
+			d.w.Watcher.Watch(workflow.GetInfo(d.ctx).WorkflowExecution.ID, *req.WakeOn, time.Duration(req.DurationMS)*time.Millisecond)
+		}
 	}
 	tctx, cancel := workflow.WithCancel(d.dctx)
 	t := workflow.NewTimer(tctx, time.Duration(req.DurationMS)*time.Millisecond)

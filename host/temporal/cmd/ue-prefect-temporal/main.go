@@ -31,6 +31,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/events"
 	uetemporal "github.com/ue-prefect/ue-prefect/host/temporal"
 )
 
@@ -60,10 +61,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		acts := fs.Int("max-activities", 0, "concurrent HTTP activities (0: SDK default)")
 		tasks := fs.Int("max-workflow-tasks", 0, "concurrent workflow tasks (0: SDK default)")
 		steps := fs.Int("steps-per-run", uetemporal.DefaultStepsPerRun, "answered commands before the workflow continues as new (the same on every worker of a queue)")
+		noEvents := fs.Bool("no-events", os.Getenv("UE_PREFECT_NO_EVENTS") == "true", "do not follow Prefect's event stream: waits last their poll interval (UE_PREFECT_NO_EVENTS)")
 		if fs.Parse(args[1:]) != nil {
 			return abi.ExitDataValidation
 		}
-		return runWorker(stderr, *addr, *ns, *queue, *target, *apiURL, *uiURL, *insecure, *timeout, *acts, *tasks, *steps)
+		return runWorker(stderr, workerConfig{addr: *addr, ns: *ns, queue: *queue, target: *target, apiURL: *apiURL, uiURL: *uiURL,
+			insecure: *insecure, timeout: *timeout, acts: *acts, tasks: *tasks, steps: *steps, events: !*noEvents})
 	case "start":
 		id := fs.String("id", "", "workflow id (default: ue-prefect-<time>); also scopes the derived idempotency key")
 		action := fs.String("action", "", "launch_flow_run (default), list_deployments or list_workspaces")
@@ -177,20 +180,29 @@ func credential() (host.Credential, error) {
 	return host.NoCredential(), nil
 }
 
-func runWorker(stderr io.Writer, addr, ns, queue, target, apiURL, uiURL string, insecure bool, timeout time.Duration, acts, tasks, steps int) int {
+// workerConfig is the worker command's flags.
+type workerConfig struct {
+	addr, ns, queue, target, apiURL, uiURL string
+	insecure                               bool
+	timeout                                time.Duration
+	acts, tasks, steps                     int
+	events                                 bool
+}
+
+func runWorker(stderr io.Writer, wc workerConfig) int {
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "ue-prefect-temporal worker:", err)
 		return abi.ExitDataValidation
 	}
-	if target != abi.TargetServer && target != abi.TargetCloud {
-		return fail(fmt.Errorf("-target %q: want server or cloud", target))
+	if wc.target != abi.TargetServer && wc.target != abi.TargetCloud {
+		return fail(fmt.Errorf("-target %q: want server or cloud", wc.target))
 	}
-	base, err := host.ValidateAPIBase(apiURL, insecure)
+	base, err := host.ValidateAPIBase(wc.apiURL, wc.insecure)
 	if err != nil {
 		return fail(fmt.Errorf("-api-url: %v", err))
 	}
-	if uiURL != "" {
-		if _, err := url.Parse(uiURL); err != nil {
+	if wc.uiURL != "" {
+		if _, err := url.Parse(wc.uiURL); err != nil {
 			return fail(fmt.Errorf("-ui-url: %v", err))
 		}
 	}
@@ -200,21 +212,35 @@ func runWorker(stderr io.Writer, addr, ns, queue, target, apiURL, uiURL string, 
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := uetemporal.NewActivities(ctx, host.RunConfig{Target: target, APIBase: base, UIBase: uiURL, Credential: cred,
-		RequestTimeout: timeout, UserAgent: "ue-prefect-temporal"})
+	const userAgent = "ue-prefect-temporal"
+	a, err := uetemporal.NewActivities(ctx, host.RunConfig{Target: wc.target, APIBase: base, UIBase: wc.uiURL, Credential: cred,
+		RequestTimeout: wc.timeout, UserAgent: userAgent})
 	if err != nil {
 		return fail(err)
 	}
-	c, err := dial(addr, ns)
+	c, err := dial(wc.addr, wc.ns)
 	if err != nil {
 		fmt.Fprintln(stderr, "ue-prefect-temporal worker:", err)
 		return abi.ExitFailed
 	}
 	defer c.Close()
-	w := worker.New(c, queue, worker.Options{MaxConcurrentActivityExecutionSize: acts, MaxConcurrentWorkflowTaskExecutionSize: tasks})
-	(&uetemporal.Workflow{StepsPerRun: steps, HTTPTimeout: timeout + 30*time.Second}).Register(w)
+	wf := &uetemporal.Workflow{StepsPerRun: wc.steps, HTTPTimeout: wc.timeout + 30*time.Second}
+	eventsNote := "events off: waits last their poll interval"
+	if wc.events {
+		// One hub for the worker: one event stream per workspace serves
+		// every workflow waiting here; an event sends its workflow `wake`.
+		hub := host.NewEventHub(events.Config{APIBase: base, UserAgent: userAgent,
+			Log: func(msg string) { fmt.Fprintln(stderr, "ue-prefect-temporal worker: warning:", msg) }}, cred)
+		defer hub.Close()
+		relay := uetemporal.NewRelay(hub, uetemporal.SignalWith(c.SignalWorkflow))
+		defer relay.Close()
+		wf.Watcher = relay
+		eventsNote = "state changes heard on Prefect's event stream wake waiting workflows"
+	}
+	w := worker.New(c, wc.queue, worker.Options{MaxConcurrentActivityExecutionSize: wc.acts, MaxConcurrentWorkflowTaskExecutionSize: wc.tasks})
+	wf.Register(w)
 	a.Register(w)
-	fmt.Fprintf(stderr, "ue-prefect-temporal worker: serving task queue %q on %s (%s), Prefect %s\n", queue, addr, ns, base)
+	fmt.Fprintf(stderr, "ue-prefect-temporal worker: serving task queue %q on %s (%s), Prefect %s; %s\n", wc.queue, wc.addr, wc.ns, base, eventsNote)
 	if err := w.Run(stopChan(ctx)); err != nil {
 		fmt.Fprintln(stderr, "ue-prefect-temporal worker:", err)
 		return abi.ExitFailed
