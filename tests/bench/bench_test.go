@@ -1136,9 +1136,11 @@ func pctl(ds []time.Duration, p float64) time.Duration {
 // once; each is followed to its end by ue-prefect --flow-run-id --wait with
 // the default 60 s poll interval (events on; through a proxy that answers
 // 404 to the websocket upgrade; through a proxy that cuts the socket once
-// every run is watched and refuses it after), and by `prefect flow-run
-// watch`, directly and through the refusing proxy. Each figure is from the
-// run's terminal state's timestamp to the process's exit.
+// every run is watched and refuses it after), by `ue-prefect-temporal
+// start` through a worker with events on (Temporal's dev server), and by
+// `prefect flow-run watch`, directly and through the refusing proxy. Each
+// figure is from the run's terminal state's timestamp to the process's
+// exit.
 func BenchmarkEventsWait(b *testing.B) {
 	if eventsOnce.replay(b) {
 		return
@@ -1158,6 +1160,8 @@ func BenchmarkEventsWait(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tr := startTemporal(b, tl, s.URL)
+	defer tr.stop()
 	ue := func(string) []string { return []string{tl.ue, "--wait"} }
 	cases := []struct {
 		name string
@@ -1172,6 +1176,8 @@ func BenchmarkEventsWait(b *testing.B) {
 			func() map[string]string { return map[string]string{"PREFECT_API_URL": refused.URL()} }, true, 0},
 		{"ue-prefect --wait (60 s interval), socket cut mid-wait", func(id string) []string { return append(ue(""), "--flow-run-id", id) },
 			func() map[string]string { return map[string]string{"PREFECT_API_URL": cut.URL()} }, true, 0},
+		{"ue-prefect-temporal start (60 s interval), worker with events", tr.startArgv,
+			func() map[string]string { return map[string]string{} }, false, 0},
 		{"prefect flow-run watch", func(id string) []string { return []string{tl.prefect, "flow-run", "watch", id} },
 			func() map[string]string {
 				return map[string]string{"PREFECT_API_URL": s.URL, "PREFECT_HOME": tl.prefHome}
@@ -1288,6 +1294,7 @@ func BenchmarkEventsWait(b *testing.B) {
 	publish(b, sb.String())
 	eventsOnce.report(b, ms(pctl(lat[0], 0.5)), "ue-events-p50-ms")
 	eventsOnce.report(b, ms(pctl(lat[0], 0.95)), "ue-events-p95-ms")
-	eventsOnce.report(b, ms(pctl(lat[3], 0.5)), "prefect-watch-p50-ms")
+	eventsOnce.report(b, ms(pctl(lat[3], 0.5)), "temporal-events-p50-ms")
+	eventsOnce.report(b, ms(pctl(lat[4], 0.5)), "prefect-watch-p50-ms")
 	eventsOnce.done = true
 }
