@@ -442,7 +442,9 @@ func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
 	m := envInt("UE_PREFECT_TEMPORAL_PARKED", 50)
 	env := prefectRig(t)
 	srv := startDevServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// Creating 1,000 runs through 2 activity slots takes ~16 min on a
+	// busy 2-core machine (about one a second at load 20).
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	name := fmt.Sprintf("parked-%d", time.Now().UnixNano())
 	depID := parkedDeployment(t, ctx, env.Server, name)
@@ -471,7 +473,7 @@ func TestE2EParkedRunsHoldNoSlot(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 15*time.Minute, "every flow run to be created", func() (bool, string) {
+	waitFor(t, 40*time.Minute, "every flow run to be created", func() (bool, string) {
 		n := count()
 		return n >= m, fmt.Sprintf("%d of %d created", n, m)
 	})
