@@ -6,6 +6,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Load the embedded plugin and drive its pure state machine one step at a
@@ -60,31 +61,6 @@ func ExampleRuntime_Step() {
 	// error: plugin step returned 1: step: want input (first step) or checkpoint and event
 }
 
-// A Credential never shows its secret, whatever prints it.
-func ExampleBearerCredential() {
-	cred, err := host.BearerCredential("pnu_0123456789abcdef", "env PREFECT_API_KEY")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Printf("%v\n%#v\n", cred, cred)
-	// Output:
-	// bearer credential from env PREFECT_API_KEY
-	// host.Credential{bearer credential from env PREFECT_API_KEY}
-}
-
-// ValidateAPIBase accepts https, and plain http only to a loopback host.
-func ExampleValidateAPIBase() {
-	for _, raw := range []string{"https://api.prefect.cloud/api/", "http://127.0.0.1:4200/api", "http://prefect.example.com/api"} {
-		u, err := host.ValidateAPIBase(raw, false)
-		fmt.Println(u, err)
-	}
-	// Output:
-	// https://api.prefect.cloud/api <nil>
-	// http://127.0.0.1:4200/api <nil>
-	// <nil> "http://prefect.example.com/api" uses plain http to a host that is not loopback; use https, or allow insecure http explicitly
-}
-
 // Follow many flow runs from one process: each waiting run is a parked
 // checkpoint in the store, not a live plugin instance, and the runs' polls
 // go out together, up to 200 per request. Keep the store (here a
@@ -94,10 +70,10 @@ func ExampleMonitor() {
 	ctx := context.Background()
 	rt, _ := host.NewRuntime(ctx, host.PluginWasm)
 	defer rt.Close(ctx)
-	base, _ := host.ValidateAPIBase("http://127.0.0.1:4200/api", false)
+	base, _ := prefect.ValidateAPIBase("http://127.0.0.1:4200/api", false)
 	store, _ := host.NewFileStore("/var/lib/scheduler/prefect-runs")
 	mon, _ := host.NewMonitor(ctx, rt, host.MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: host.NoCredential(), Store: store,
+		Credential: prefect.NoCredential(), Store: store,
 		OnOutcome: func(key string, out abi.RunOutput) { fmt.Println(key, out.ExitCode, out.StatusDescription) }})
 	defer mon.Close()
 	mon.Launch("nightly-2026-11-28", abi.Fields{Deployment: "etl/nightly"}) // the key is the idempotency key

@@ -24,6 +24,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Runtime holds a compiled plugin. It is safe for concurrent use: each Run
@@ -412,22 +413,22 @@ type RunConfig struct {
 	// Target is abi.TargetCloud or abi.TargetServer.
 	Target string
 	// APIBase is the Cloud API root or the server's API URL; only requests
-	// under it are made. Check it with ValidateAPIBase.
+	// under it are made. Check it with prefect.ValidateAPIBase.
 	APIBase *url.URL
 	// UIBase optionally overrides the UI root for links.
 	UIBase string
 	// Credential is attached to every request. The plugin never sees it.
-	Credential Credential
-	// Transport carries requests; nil means NewTransport().
+	Credential prefect.Credential
+	// Transport carries requests; nil means prefect.NewTransport().
 	Transport http.RoundTripper
 	// Clock supplies time and sleeping; nil means RealClock(). A
 	// hosttest.VirtualClock (any Clock with an Epoch() time.Time method)
 	// also drives the plugin's WASI clocks and makes its randomness fixed,
 	// for deterministic tests.
 	Clock Clock
-	// RequestTimeout bounds one HTTP exchange; 0 means DefaultRequestTimeout.
+	// RequestTimeout bounds one HTTP exchange; 0 means prefect.DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// MaxResponseBytes caps response bodies; 0 means DefaultMaxResponseBytes.
+	// MaxResponseBytes caps response bodies; 0 means prefect.DefaultMaxResponseBytes.
 	MaxResponseBytes int64
 	// Interrupter, if set, lets another goroutine stop the run (SIGTERM).
 	Interrupter *Interrupter
@@ -441,7 +442,7 @@ type RunConfig struct {
 	Progress func(abi.Progress)
 	// Events, if set, lets an event for the flow run end a poll wait early
 	// (abi.WakeOn); the plugin then reads the run. Without it, or while its
-	// stream is down, waits last their interval. See NewEventHub.
+	// stream is down, waits last their interval. See prefect.NewEventHub.
 	Events EventSource
 	// Trace, if set, sees every host function call with its JSON request
 	// and response, for boundary-trace tests.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Interrupter stops a run from another goroutine, typically a signal
@@ -65,7 +68,7 @@ func (i *Interrupter) get() *abi.Interrupt {
 // context of the export call.
 type callState struct {
 	cfg     RunConfig
-	doer    *httpDoer
+	doer    *prefect.Client
 	clock   Clock
 	virtual virtualClock // set when the run is deterministic
 	intr    *Interrupter
@@ -197,7 +200,7 @@ func (e *Functions) HTTP(req abi.HTTPRequest) abi.HTTPResponse {
 	}
 	ctx, cancel := cs.blockingCtx()
 	defer cancel()
-	resp := cs.doer.do(ctx, req)
+	resp := cs.doer.Do(ctx, req)
 	if resp.Error != nil && resp.Error.Kind != abi.TransportInterrupted && ctx.Err() != nil && cs.intr.get() != nil {
 		resp.Error.Kind = abi.TransportInterrupted
 	}
@@ -303,4 +306,19 @@ func instantiateWASI(ctx context.Context, r wazero.Runtime) (api.Closer, error) 
 		return nil, fmt.Errorf("host: wasi: %w", err)
 	}
 	return c, nil
+}
+
+// newDoer is prefect.NewClient for RunConfig and MonitorConfig: its
+// User-Agent defaults to one naming the plugin's version.
+func (r *Runtime) newDoer(base *url.URL, rt http.RoundTripper, cred prefect.Credential, clock Clock, timeout time.Duration, maxBody int64, ua string) *prefect.Client {
+	if ua == "" {
+		ua = "ue-prefect"
+		if r.info.PluginVersion != "" {
+			ua += "/" + r.info.PluginVersion
+		}
+	}
+	// Both configurations check APIBase first, the one error NewClient has.
+	c, _ := prefect.NewClient(prefect.Connection{APIBase: base, Transport: rt, Credential: cred,
+		RequestTimeout: timeout, MaxResponseBytes: maxBody, UserAgent: ua}, clock.Now)
+	return c
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Batched reads.
@@ -35,8 +36,8 @@ type MonitorConfig struct {
 	Target     string
 	APIBase    *url.URL
 	UIBase     string
-	Credential Credential
-	// Transport carries requests; nil means NewTransport().
+	Credential prefect.Credential
+	// Transport carries requests; nil means prefect.NewTransport().
 	Transport http.RoundTripper
 	// Clock supplies time; nil means RealClock().
 	Clock Clock
@@ -62,7 +63,7 @@ type MonitorConfig struct {
 	// delivery a crash interrupted is delivered again after the restart.
 	OnOutcome func(key string, out abi.RunOutput)
 	// Events, if set, ends a run's poll sleep as soon as Prefect reports an
-	// event for its flow run (abi.WakeOn; NewEventHub, one per process);
+	// event for its flow run (abi.WakeOn; prefect.NewEventHub, one per process);
 	// the machine then reads the run and decides. Polling stays the floor.
 	Events EventSource
 
@@ -89,7 +90,7 @@ type Monitor struct {
 	rt    *Runtime
 	cfg   MonitorConfig
 	clock Clock
-	doer  *httpDoer
+	doer  *prefect.Client
 	store Store
 
 	ctx    context.Context
@@ -851,7 +852,7 @@ func (m *Monitor) direct(req abi.HTTPRequest) abi.HTTPResponse {
 	m.mu.Lock()
 	m.reqs.Direct++
 	m.mu.Unlock()
-	resp := m.doer.do(m.ctx, req)
+	resp := m.doer.Do(m.ctx, req)
 	m.noteHold(resp)
 	return resp
 }
@@ -1005,7 +1006,7 @@ func (m *Monitor) batch(prefix string, items []pollItem) {
 	m.reqs.Batches++
 	m.reqs.BatchedReads += int64(len(items))
 	m.mu.Unlock()
-	resp := m.doer.do(m.ctx, abi.HTTPRequest{Method: http.MethodPost, Path: prefix + "/flow_runs/filter", Body: body})
+	resp := m.doer.Do(m.ctx, abi.HTTPRequest{Method: http.MethodPost, Path: prefix + "/flow_runs/filter", Body: body})
 	if m.stopped() {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
@@ -108,22 +109,22 @@ func (c *scenarioClock) Sleep(ctx context.Context, d time.Duration) error {
 	return c.Clock.Sleep(ctx, d)
 }
 
-func scenarioCredential(t *testing.T, c abi.CredentialResponse) Credential {
+func scenarioCredential(t *testing.T, c abi.CredentialResponse) prefect.Credential {
 	switch c.Scheme {
 	case abi.SchemeBearer:
-		cred, err := BearerCredential("pnu_differential_test_key", c.Source)
+		cred, err := prefect.BearerCredential("pnu_differential_test_key", c.Source)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cred
 	case abi.SchemeBasic:
-		cred, err := BasicCredential("user:differential-test-pw", c.Source)
+		cred, err := prefect.BasicCredential("user:differential-test-pw", c.Source)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cred
 	}
-	return NoCredential()
+	return prefect.NoCredential()
 }
 
 // TestMonitorDifferential runs every golden scenario of the state machine

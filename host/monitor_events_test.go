@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // TestMonitorEventsCatchUp: a Monitor following runs with an events hub
@@ -90,17 +91,17 @@ func TestMonitorEventsCatchUp(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	base, err := ValidateAPIBase(srv.URL+"/api", false)
+	base, err := prefect.ValidateAPIBase(srv.URL+"/api", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := NewEventHub(events.Config{APIBase: base, Healthy: 400 * time.Millisecond,
+	hub := prefect.NewEventHub(events.Config{APIBase: base, Healthy: 400 * time.Millisecond,
 		// A flap every 0.4 s: slower than a batched read, so
 		// that each would be read apart if it woke the runs.
-		BackoffMin: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Resubscribe: 20 * time.Millisecond}, NoCredential())
+		BackoffMin: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Resubscribe: 20 * time.Millisecond}, prefect.NoCredential())
 	defer hub.Close()
 	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: NoCredential(), BatchWindow: 300 * time.Millisecond, Events: hub})
+		Credential: prefect.NoCredential(), BatchWindow: 300 * time.Millisecond, Events: hub})
 	if err != nil {
 		t.Fatal(err)
 	}

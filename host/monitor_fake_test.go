@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
@@ -45,11 +46,11 @@ func newFakePrefect(t *testing.T) *fakePrefect {
 }
 
 func (f *fakePrefect) base(t *testing.T) *MonitorConfig {
-	base, err := ValidateAPIBase(f.srv.URL+"/api", false)
+	base, err := prefect.ValidateAPIBase(f.srv.URL+"/api", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &MonitorConfig{Target: abi.TargetServer, APIBase: base, Credential: NoCredential(), BatchWindow: 50 * time.Millisecond}
+	return &MonitorConfig{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), BatchWindow: 50 * time.Millisecond}
 }
 
 func fakeID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // TestMonitorBatchedReads follows runs against a scripted filter endpoint
@@ -81,12 +82,12 @@ func TestMonitorBatchedReads(t *testing.T) {
 		json.NewEncoder(w).Encode(rows)
 	}))
 	defer srv.Close()
-	base, err := ValidateAPIBase(srv.URL+"/api", false)
+	base, err := prefect.ValidateAPIBase(srv.URL+"/api", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: NoCredential(), BatchWindow: 3 * time.Second})
+		Credential: prefect.NoCredential(), BatchWindow: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,12 +213,12 @@ func TestMonitorWallClock(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	base, err := ValidateAPIBase(srv.URL+"/api", false)
+	base, err := prefect.ValidateAPIBase(srv.URL+"/api", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: NoCredential(), BatchWindow: 100 * time.Millisecond})
+		Credential: prefect.NoCredential(), BatchWindow: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

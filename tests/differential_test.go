@@ -17,6 +17,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/hosttest"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
@@ -122,22 +123,22 @@ func (e *scriptEvents) fire() {
 	}
 }
 
-func credentialFor(t *testing.T, c abi.CredentialResponse) host.Credential {
+func credentialFor(t *testing.T, c abi.CredentialResponse) prefect.Credential {
 	switch c.Scheme {
 	case abi.SchemeBearer:
-		cred, err := host.BearerCredential("pnu_differential_test_key", c.Source)
+		cred, err := prefect.BearerCredential("pnu_differential_test_key", c.Source)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cred
 	case abi.SchemeBasic:
-		cred, err := host.BasicCredential("user:differential-test-pw", c.Source)
+		cred, err := prefect.BasicCredential("user:differential-test-pw", c.Source)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cred
 	}
-	return host.NoCredential()
+	return prefect.NoCredential()
 }
 
 // scenarioConfig is the host's own HTTP, clock and credential code with

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
 
@@ -136,7 +136,7 @@ func idleRun(t *testing.T, env *rig.Env) string {
 
 func hubFor(t *testing.T, apiURL string, cfg events.Config) (*events.Hub, *syncBuffer) {
 	t.Helper()
-	base, err := host.ValidateAPIBase(apiURL, false)
+	base, err := prefect.ValidateAPIBase(apiURL, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func hubFor(t *testing.T, apiURL string, cfg events.Config) (*events.Hub, *syncB
 		cfg.Healthy = time.Second // the catch-up (Connected) a second after each connection, not ten
 	}
 	cfg.Log = func(msg string) { said.Write([]byte(msg + "\n")) }
-	h := host.NewEventHub(cfg, host.NoCredential())
+	h := prefect.NewEventHub(cfg, prefect.NoCredential())
 	t.Cleanup(h.Close)
 	return h, &said
 }

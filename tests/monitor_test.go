@@ -16,6 +16,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
 
@@ -44,7 +45,7 @@ func newMonitorRig(t *testing.T, env *rig.Env) *monitorRig {
 
 func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSource) *host.Monitor {
 	t.Helper()
-	base, err := host.ValidateAPIBase(mr.proxy.URL(), false)
+	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSour
 		src = ev[0]
 	}
 	m, err := host.NewMonitor(context.Background(), mr.rt, host.MonitorConfig{
-		Target: abi.TargetServer, APIBase: base, Credential: host.NoCredential(), Store: store, Events: src,
+		Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), Store: store, Events: src,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			mr.mu.Lock()
 			defer mr.mu.Unlock()
@@ -365,11 +366,11 @@ func TestE2E_MonitorBatchRetry(t *testing.T) {
 func TestE2E_MonitorEvents(t *testing.T) {
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
-	base, err := host.ValidateAPIBase(mr.proxy.URL(), false)
+	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := host.NewEventHub(events.Config{APIBase: base}, host.NoCredential())
+	hub := prefect.NewEventHub(events.Config{APIBase: base}, prefect.NoCredential())
 	defer hub.Close()
 	m := mr.start(t, nil, hub)
 	defer m.Close()

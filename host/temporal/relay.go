@@ -88,7 +88,7 @@ type statuser interface {
 }
 
 // NewRelay returns a Relay that follows runs on src (the worker's
-// events.Hub; see host.NewEventHub) and wakes workflows with signal.
+// events.Hub; see prefect.NewEventHub) and wakes workflows with signal.
 // Close stops it; it does not close src.
 func NewRelay(src host.EventSource, signal Signaler) *Relay {
 	r := &Relay{src: src, signal: signal, now: time.Now, watches: map[string]*watch{}}

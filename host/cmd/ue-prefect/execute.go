@@ -19,6 +19,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // OutputPrefix starts the stderr lines that carry the output fields as one
@@ -94,7 +95,7 @@ func fieldsDoc(inv *invocation) map[string]any {
 		}
 		v := *o.value(&inv.in)
 		if o.url {
-			v = host.RedactURL(v)
+			v = prefect.RedactURL(v)
 		}
 		f[o.name] = v
 	}
@@ -345,7 +346,7 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	// when the flow run changes; polling stays the floor. The hub connects
 	// only when the plugin first waits with wake_on.
 	if inv.command == "launch" && !inv.noEvents {
-		hub := host.NewEventHub(events.Config{
+		hub := prefect.NewEventHub(events.Config{
 			APIBase:   inv.apiBase,
 			UserAgent: cfg.UserAgent,
 			Log:       func(msg string) { logf("warning: %s", msg) },

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 var errHelp = errors.New("help")
@@ -122,7 +122,7 @@ var options = []option{
 	{flag: "cancel-on-deadline", env: "UE_PREFECT_CANCEL_ON_DEADLINE", name: "cancel_on_deadline", field: func(f *abi.Fields) *string { return &f.CancelOnDeadline }, group: groupWait,
 		help: "at the start deadline, also cancel the flow run (bounded by --cancel-grace)"},
 	{flag: "request-timeout", env: "UE_PREFECT_REQUEST_TIMEOUT", name: "request_timeout", host: func(h *hostInputs) *string { return &h.RequestTimeout }, group: groupWait,
-		arg: "SECONDS", help: "one HTTP exchange", def: strconv.Itoa(int(host.DefaultRequestTimeout / time.Second))},
+		arg: "SECONDS", help: "one HTTP exchange", def: strconv.Itoa(int(prefect.DefaultRequestTimeout / time.Second))},
 	{flag: "stream-logs", env: "UE_PREFECT_STREAM_LOGS", name: "stream_logs", field: func(f *abi.Fields) *string { return &f.StreamLogs }, group: groupWait,
 		help: "relay the flow run's own log lines to stderr while waiting"},
 	{flag: "no-events", env: "UE_PREFECT_NO_EVENTS", name: "no_events", host: func(h *hostInputs) *string { return &h.NoEvents }, group: groupWait,
@@ -169,10 +169,10 @@ type invocation struct {
 	target  string
 	apiBase *url.URL
 	uiBase  string
-	cred    host.Credential
+	cred    prefect.Credential
 	// basicAlso is the auth string when an API key was given too; a
 	// self-hosted target prefers it.
-	basicAlso *host.Credential
+	basicAlso *prefect.Credential
 	// fields are the plugin's fields: in.Fields with the parameters file
 	// read and the workspace taken from a Cloud workspace URL.
 	fields   abi.Fields
@@ -297,7 +297,7 @@ func parseInvocation(args, environ []string) (*invocation, error) {
 		}
 		inv.fields.Parameters = string(b)
 	}
-	inv.timeout = host.DefaultRequestTimeout
+	inv.timeout = prefect.DefaultRequestTimeout
 	if v := strings.TrimSpace(h.RequestTimeout); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 600 {
@@ -311,7 +311,7 @@ func parseInvocation(args, environ []string) (*invocation, error) {
 func (inv *invocation) resolveCredential(env map[string]string) error {
 	keySrc, key := "", ""
 	if p := inv.in.APIKeyFile; p != "" {
-		s, err := host.ReadSecretFile(p)
+		s, err := prefect.ReadSecretFile(p)
 		if err != nil {
 			return &fieldError{"credentials", err.Error()}
 		}
@@ -321,7 +321,7 @@ func (inv *invocation) resolveCredential(env map[string]string) error {
 	}
 	authSrc, auth := "", ""
 	if p := inv.in.AuthStringFile; p != "" {
-		s, err := host.ReadSecretFile(p)
+		s, err := prefect.ReadSecretFile(p)
 		if err != nil {
 			return &fieldError{"credentials", err.Error()}
 		}
@@ -329,20 +329,20 @@ func (inv *invocation) resolveCredential(env map[string]string) error {
 	} else if v := env["PREFECT_API_AUTH_STRING"]; v != "" {
 		authSrc, auth = "env PREFECT_API_AUTH_STRING", v
 	}
-	inv.cred = host.NoCredential()
+	inv.cred = prefect.NoCredential()
 	var err error
 	switch {
 	case key != "":
-		inv.cred, err = host.BearerCredential(key, keySrc)
+		inv.cred, err = prefect.BearerCredential(key, keySrc)
 	case auth != "":
-		inv.cred, err = host.BasicCredential(auth, authSrc)
+		inv.cred, err = prefect.BasicCredential(auth, authSrc)
 	}
 	if err != nil {
 		return &fieldError{"credentials", err.Error()}
 	}
 	// Keep the other one too: the target decides which is used.
 	if key != "" && auth != "" {
-		b, err := host.BasicCredential(auth, authSrc)
+		b, err := prefect.BasicCredential(auth, authSrc)
 		if err != nil {
 			return &fieldError{"credentials", err.Error()}
 		}
@@ -409,13 +409,13 @@ func (inv *invocation) resolveTarget() error {
 			inv.cred = *inv.basicAlso
 		}
 	}
-	u, err := host.ValidateAPIBase(base, inv.insecure)
+	u, err := prefect.ValidateAPIBase(base, inv.insecure)
 	if err != nil {
 		return &fieldError{field, err.Error()}
 	}
 	inv.apiBase = u
 	if ui := strings.TrimSpace(inv.in.UIURL); ui != "" {
-		if _, err := host.ValidateAPIBase(ui, true); err != nil {
+		if _, err := prefect.ValidateAPIBase(ui, true); err != nil {
 			return &fieldError{"ui_url", err.Error()}
 		}
 		inv.uiBase = ui

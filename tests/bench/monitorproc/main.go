@@ -21,6 +21,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 type outcome struct {
@@ -75,7 +76,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 		return err
 	}
 	defer rt.Close(ctx)
-	base, err := host.ValidateAPIBase(api, false)
+	base, err := prefect.ValidateAPIBase(api, false)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	all := make(chan struct{})
 	warns := 0
 	m, err := host.NewMonitor(ctx, rt, host.MonitorConfig{
-		Target: abi.TargetServer, APIBase: base, Credential: host.NoCredential(), Instances: instances,
+		Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), Instances: instances,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			var r struct {
 				State string `json:"flow_run_state"`

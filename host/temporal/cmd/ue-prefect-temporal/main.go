@@ -32,6 +32,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	uetemporal "github.com/ue-prefect/ue-prefect/host/temporal"
 )
 
@@ -57,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		apiURL := fs.String("api-url", os.Getenv("PREFECT_API_URL"), "Prefect API URL (PREFECT_API_URL)")
 		uiURL := fs.String("ui-url", os.Getenv("PREFECT_UI_URL"), "Prefect UI URL for links (PREFECT_UI_URL)")
 		insecure := fs.Bool("allow-insecure-http", os.Getenv("UE_PREFECT_ALLOW_INSECURE_HTTP") == "true", "allow plain http to a host that is not loopback")
-		timeout := fs.Duration("request-timeout", host.DefaultRequestTimeout, "bound on one HTTP exchange")
+		timeout := fs.Duration("request-timeout", prefect.DefaultRequestTimeout, "bound on one HTTP exchange")
 		acts := fs.Int("max-activities", 0, "concurrent HTTP activities (0: SDK default)")
 		tasks := fs.Int("max-workflow-tasks", 0, "concurrent workflow tasks (0: SDK default)")
 		steps := fs.Int("steps-per-run", uetemporal.DefaultStepsPerRun, "answered commands before the workflow continues as new (the same on every worker of a queue)")
@@ -158,26 +159,26 @@ func dial(addr, ns string) (client.Client, error) {
 	return client.Dial(client.Options{HostPort: addr, Namespace: ns, Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
 }
 
-func credential() (host.Credential, error) {
+func credential() (prefect.Credential, error) {
 	secret := func(name string) (string, error) {
 		if p := os.Getenv(name + "_FILE"); p != "" {
-			return host.ReadSecretFile(p)
+			return prefect.ReadSecretFile(p)
 		}
 		return os.Getenv(name), nil
 	}
 	if k, err := secret("PREFECT_API_KEY"); err != nil || k != "" {
 		if err != nil {
-			return host.Credential{}, err
+			return prefect.Credential{}, err
 		}
-		return host.BearerCredential(k, "env PREFECT_API_KEY")
+		return prefect.BearerCredential(k, "env PREFECT_API_KEY")
 	}
 	if a, err := secret("PREFECT_API_AUTH_STRING"); err != nil || a != "" {
 		if err != nil {
-			return host.Credential{}, err
+			return prefect.Credential{}, err
 		}
-		return host.BasicCredential(a, "env PREFECT_API_AUTH_STRING")
+		return prefect.BasicCredential(a, "env PREFECT_API_AUTH_STRING")
 	}
-	return host.NoCredential(), nil
+	return prefect.NoCredential(), nil
 }
 
 // workerConfig is the worker command's flags.
@@ -197,7 +198,7 @@ func runWorker(stderr io.Writer, wc workerConfig) int {
 	if wc.target != abi.TargetServer && wc.target != abi.TargetCloud {
 		return fail(fmt.Errorf("-target %q: want server or cloud", wc.target))
 	}
-	base, err := host.ValidateAPIBase(wc.apiURL, wc.insecure)
+	base, err := prefect.ValidateAPIBase(wc.apiURL, wc.insecure)
 	if err != nil {
 		return fail(fmt.Errorf("-api-url: %v", err))
 	}
@@ -229,7 +230,7 @@ func runWorker(stderr io.Writer, wc workerConfig) int {
 	if wc.events {
 		// One hub for the worker: one event stream per workspace serves
 		// every workflow waiting here; an event sends its workflow `wake`.
-		hub := host.NewEventHub(events.Config{APIBase: base, UserAgent: userAgent,
+		hub := prefect.NewEventHub(events.Config{APIBase: base, UserAgent: userAgent,
 			Log: func(msg string) { fmt.Fprintln(stderr, "ue-prefect-temporal worker: warning:", msg) }}, cred)
 		defer hub.Close()
 		relay := uetemporal.NewRelay(hub, uetemporal.SignalWith(c.SignalWorkflow))

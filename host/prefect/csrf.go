@@ -1,4 +1,4 @@
-package host
+package prefect
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ue-prefect/ue-prefect/abi"
 )
 
 // Headers of Prefect's CSRF protection (PREFECT_SERVER_CSRF_PROTECTION_ENABLED
@@ -51,20 +53,23 @@ func (c *csrfState) headersLocked() http.Header {
 	return http.Header{csrfTokenHeader: {c.token}, csrfClientHeader: {c.client}}
 }
 
-// refresh fetches a new token with d and returns the headers to send. ok
-// is false when the server issued none (protection is off, an older
-// server, an error): the caller then keeps the answer it had.
-func (c *csrfState) refresh(ctx context.Context, d *httpDoer) (http.Header, bool) {
+// sender performs one HTTP exchange: Client.send.
+type sender func(ctx context.Context, method string, u *url.URL, body []byte, extra http.Header) (*http.Response, []byte, *abi.TransportError)
+
+// refresh fetches a new token from the API base with send and returns the
+// headers to send. ok is false when the server issued none (protection is
+// off, an older server, an error): the caller then keeps the answer it had.
+func (c *csrfState) refresh(ctx context.Context, base *url.URL, send sender) (http.Header, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.client == "" {
 		c.client = newUUID()
 	}
-	u := *d.base
+	u := *base
 	u.Path += "/csrf-token"
 	u.RawPath = ""
 	u.RawQuery = url.Values{"client": {c.client}}.Encode()
-	resp, data, terr := d.send(ctx, http.MethodGet, &u, nil, nil)
+	resp, data, terr := send(ctx, http.MethodGet, &u, nil, nil)
 	if terr != nil || resp.StatusCode != http.StatusOK {
 		return nil, false
 	}

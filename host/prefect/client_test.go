@@ -1,4 +1,4 @@
-package host
+package prefect
 
 import (
 	"context"
@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,69 +23,6 @@ import (
 )
 
 var testEpoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-
-func TestValidateAPIBase(t *testing.T) {
-	tests := []struct {
-		name          string
-		raw           string
-		allowInsecure bool
-		want          string // the URL, or "" for an error
-		errHas        string
-		secret        string // must not appear in the error
-	}{
-		{"https", "https://api.prefect.cloud/api", false, "https://api.prefect.cloud/api", "", ""},
-		{"https trailing slash", "https://prefect.example.com/api/", false, "https://prefect.example.com/api", "", ""},
-		{"https white space", "  https://prefect.example.com/api \n", false, "https://prefect.example.com/api", "", ""},
-		{"http loopback v4", "http://127.0.0.1:4200/api", false, "http://127.0.0.1:4200/api", "", ""},
-		{"http loopback other v4", "http://127.0.0.2:4200/api", false, "http://127.0.0.2:4200/api", "", ""},
-		{"http localhost", "http://localhost:4200/api", false, "http://localhost:4200/api", "", ""},
-		{"http loopback v6", "http://[::1]:4200/api", false, "http://[::1]:4200/api", "", ""},
-		{"http remote refused", "http://prefect.example.com/api", false, "", "plain http", ""},
-		{"http private address refused", "http://10.0.0.5:4200/api", false, "", "plain http", ""},
-		{"http remote allowed when insecure", "http://prefect.example.com/api", true, "http://prefect.example.com/api", "", ""},
-		{"userinfo refused", "https://admin:s3cretPW@prefect.example.com/api", false, "", "must not contain credentials", "s3cretPW"},
-		{"userinfo with @ in the password", "https://admin:p@ssw0rd@prefect.example.com/api", false, "", "must not contain credentials", "p@ssw0rd"},
-		{"user only refused", "https://token123@prefect.example.com/api", true, "", "must not contain credentials", "token123"},
-		{"unparsable userinfo", "https://admin:pa%zzword@prefect.example.com/api", false, "", "not an absolute http(s) URL", "pa%zzword"},
-		{"query refused", "https://prefect.example.com/api?x=1", false, "", "must not have a query or fragment", ""},
-		{"fragment refused", "https://prefect.example.com/api#top", false, "", "must not have a query or fragment", ""},
-		{"relative refused", "/api", false, "", "not an absolute http(s) URL", ""},
-		{"no scheme refused", "prefect.example.com/api", false, "", "not an absolute http(s) URL", ""},
-		{"other scheme refused", "ftp://prefect.example.com/api", false, "", "not an absolute http(s) URL", ""},
-		{"empty refused", "", false, "", "not an absolute http(s) URL", ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			u, err := ValidateAPIBase(tc.raw, tc.allowInsecure)
-			if tc.want != "" {
-				if err != nil || u.String() != tc.want {
-					t.Fatalf("ValidateAPIBase(%q, %v) = %v, %v, want %s", tc.raw, tc.allowInsecure, u, err, tc.want)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("ValidateAPIBase(%q, %v) = %v, want an error", tc.raw, tc.allowInsecure, u)
-			}
-			if !strings.Contains(err.Error(), tc.errHas) {
-				t.Errorf("ValidateAPIBase(%q) error = %q, want it to contain %q", tc.raw, err, tc.errHas)
-			}
-			if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
-				t.Errorf("ValidateAPIBase(%q) error = %q shows the secret", tc.raw, err)
-			}
-		})
-	}
-}
-
-func testDoer(t *testing.T, base string, cred Credential, maxBody int64, timeout time.Duration) *httpDoer {
-	t.Helper()
-	u, err := ValidateAPIBase(base, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{DisableKeepAlives: true}
-	t.Cleanup(tr.CloseIdleConnections)
-	return newHTTPDoer(u, tr, cred, vclock.New(testEpoch), maxBody, timeout, "ue-prefect/test")
-}
 
 func TestTarget(t *testing.T) {
 	d := testDoer(t, "http://127.0.0.1:4200/api", NoCredential(), 1<<20, time.Second)
@@ -117,7 +52,7 @@ func TestTarget(t *testing.T) {
 			if u, err := d.target(p); err == nil {
 				t.Errorf("target(%q) = %v, want an error", p, u)
 			}
-			r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: p})
+			r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: p})
 			if r.Error == nil || r.Error.Kind != abi.TransportForbidden {
 				t.Errorf("do(GET %q) = %+v, want a forbidden transport error", p, r)
 			}
@@ -172,7 +107,7 @@ func TestHTTPHeaders(t *testing.T) {
 			}))
 			defer srv.Close()
 			d := testDoer(t, srv.URL+"/api", tc.cred, 1<<20, 5*time.Second)
-			resp := d.do(context.Background(), tc.req)
+			resp := d.Do(context.Background(), tc.req)
 			if resp.Error != nil || resp.Status != 200 || string(resp.Body) != `{"ok":true}` {
 				t.Fatalf("do(%+v) = %+v, want 200 with the body", tc.req, resp)
 			}
@@ -252,7 +187,7 @@ func TestHTTPRedirects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before, beforeOther := rec.count(), other.count()
 			d := testDoer(t, srv.URL+"/api", NoCredential(), 1<<20, 5*time.Second)
-			resp := d.do(context.Background(), abi.HTTPRequest{Method: tc.method, Path: tc.path, Body: json.RawMessage(`{"a":1}`)})
+			resp := d.Do(context.Background(), abi.HTTPRequest{Method: tc.method, Path: tc.path, Body: json.RawMessage(`{"a":1}`)})
 			switch {
 			case tc.wantKind == "" && (resp.Error != nil || resp.Status != 200):
 				t.Errorf("do(%s %s) = %+v, want 200", tc.method, tc.path, resp)
@@ -329,7 +264,7 @@ func TestHTTPBodies(t *testing.T) {
 			}))
 			defer srv.Close()
 			d := testDoer(t, srv.URL+"/api", NoCredential(), maxBody, 5*time.Second)
-			r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"})
+			r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"})
 			if tc.wantKind != "" {
 				if r.Error == nil || r.Error.Kind != tc.wantKind || r.Status != 0 || r.Body != nil {
 					t.Errorf("do() = %+v, want only a %s error", r, tc.wantKind)
@@ -384,7 +319,7 @@ func TestRetryAfter(t *testing.T) {
 	}))
 	defer srv.Close()
 	d = testDoer(t, srv.URL+"/api", NoCredential(), 1<<20, 5*time.Second)
-	if r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 429 || r.RetryAfterMS != 45_000 {
+	if r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 429 || r.RetryAfterMS != 45_000 {
 		t.Errorf("do() = %+v, want 429 with retry_after_ms 45000", r)
 	}
 }
@@ -455,13 +390,16 @@ func TestHTTPTransportErrors(t *testing.T) {
 			}
 			tr := &http.Transport{DisableKeepAlives: true}
 			defer tr.CloseIdleConnections()
-			d := newHTTPDoer(u, tr, NoCredential(), vclock.New(testEpoch), 1<<20, tc.timeout, "ue-prefect/test")
+			d, err := NewClient(Connection{APIBase: u, Transport: tr, MaxResponseBytes: 1 << 20, RequestTimeout: tc.timeout, UserAgent: "ue-prefect/test"}, vclock.New(testEpoch).Now)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ctx := tc.ctx
 			if ctx == nil {
 				ctx = context.Background()
 			}
 			start := time.Now()
-			r := d.do(ctx, tc.req)
+			r := d.Do(ctx, tc.req)
 			if r.Error == nil || r.Error.Kind != tc.want || r.Status != 0 {
 				t.Errorf("do(%s %s) = %+v, want a %s error", tc.req.Method, tc.base, r, tc.want)
 			}
@@ -475,99 +413,6 @@ func TestHTTPTransportErrors(t *testing.T) {
 	}
 }
 
-func TestCredentialNeverPrinted(t *testing.T) {
-	const key, pw = "pnu_SECRETkey0123456789", "hunter22pw"
-	bearer, err := BearerCredential(key, "env PREFECT_API_KEY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	basic, err := BasicCredential("admin:"+pw, "file /run/secrets/prefect")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type holder struct {
-		Cred  Credential
-		Ptr   *Credential
-		Creds []Credential
-	}
-	// fmt does not call String on an unexported field; the secret's
-	// indirection must keep it out anyway.
-	type private struct {
-		cred Credential
-		ptr  *Credential
-	}
-	for _, c := range []Credential{bearer, basic} {
-		secrets := c.Secrets()
-		if len(secrets) < 2 {
-			t.Fatalf("Secrets() = %d forms, want the secret and its encoding", len(secrets))
-		}
-		outputs := map[string]string{}
-		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%T"} {
-			outputs[verb] = fmt.Sprintf(verb, c)
-			outputs[verb+" pointer"] = fmt.Sprintf(verb, &c)
-			outputs[verb+" in a struct"] = fmt.Sprintf(verb, holder{Cred: c, Ptr: &c, Creds: []Credential{c}})
-			outputs[verb+" in a map"] = fmt.Sprintf(verb, map[string]Credential{"c": c})
-			outputs[verb+" in an unexported field"] = fmt.Sprintf(verb, private{cred: c, ptr: &c})
-			outputs[verb+" in an unexported field, by pointer"] = fmt.Sprintf(verb, &private{cred: c, ptr: &c})
-		}
-		outputs["Sprint"] = fmt.Sprint(c)
-		outputs["Errorf %w"] = fmt.Errorf("request failed with %v: %w", c, io.EOF).Error()
-		//lint:ignore SA9005 marshalling a Credential on purpose: the secret must stay out of JSON too
-		outputs["json"] = func() string { b, _ := json.Marshal(c); return string(b) }()
-		outputs["recovered panic"] = func() (s string) {
-			defer func() { s = fmt.Sprint(recover()) }()
-			panic(c)
-		}()
-		for what, out := range outputs {
-			for _, s := range secrets {
-				if strings.Contains(out, s) {
-					t.Errorf("%s of a %s credential = %q, which contains the secret", what, c.Scheme(), out)
-				}
-			}
-		}
-	}
-	// The runtime prints an unrecovered panic value itself: check it in a
-	// child process.
-	if os.Getenv("UE_PREFECT_PANIC_CHILD") == "1" {
-		panic(bearer)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCredentialNeverPrinted$")
-	cmd.Env = append(os.Environ(), "UE_PREFECT_PANIC_CHILD=1")
-	out, _ := cmd.CombinedOutput()
-	if !strings.Contains(string(out), "panic: ") || !strings.Contains(string(out), "bearer credential from env PREFECT_API_KEY") {
-		t.Fatalf("child process output does not show the panic:\n%s", out)
-	}
-	if strings.Contains(string(out), key) {
-		t.Errorf("an unrecovered panic(Credential) printed the secret:\n%s", out)
-	}
-}
-
-func TestCredentialErrorsHideSecret(t *testing.T) {
-	tests := []struct {
-		name   string
-		make   func() (Credential, error)
-		secret string
-	}{
-		{"bearer with a space", func() (Credential, error) { return BearerCredential("pnu_abc def", "env PREFECT_API_KEY") }, "pnu_abc"},
-		{"bearer with a newline", func() (Credential, error) { return BearerCredential("pnu_abc\ndef", "env PREFECT_API_KEY") }, "pnu_abc"},
-		{"bearer with a control character", func() (Credential, error) { return BearerCredential("pnu_abc\x01def", "env PREFECT_API_KEY") }, "pnu_abc"},
-		{"bearer with DEL", func() (Credential, error) { return BearerCredential("pnu_abc\x7fdef", "file /run/key") }, "pnu_abc"},
-		{"bearer with NUL", func() (Credential, error) { return BearerCredential("pnu_abc\x00def", "env PREFECT_API_KEY") }, "pnu_abc"},
-		{"basic without a colon", func() (Credential, error) { return BasicCredential("adminhunter22", "env PREFECT_API_AUTH_STRING") }, "hunter22"},
-		{"basic on two lines", func() (Credential, error) { return BasicCredential("admin:hun\nter22", "env PREFECT_API_AUTH_STRING") }, "hun"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.make()
-			if err == nil || strings.Contains(err.Error(), tc.secret) {
-				t.Errorf("error = %v, want an error without %q", err, tc.secret)
-			}
-		})
-	}
-}
-
-// TestHTTPConcurrentDoers checks one doer serves concurrent requests (the
-// host may run several plugins at once) under the race detector.
 func TestHTTPConcurrentDoers(t *testing.T) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -581,7 +426,7 @@ func TestHTTPConcurrentDoers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 200 {
+			if r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 200 {
 				t.Errorf("do() = %+v", r)
 			}
 		}()
@@ -592,72 +437,6 @@ func TestHTTPConcurrentDoers(t *testing.T) {
 	}
 }
 
-// An interrupt that arrives between host calls ends the next blocking call
-// at once, so a long poll sleep or a hanging server cannot delay the exit;
-// once the plugin has been told, calls are served within the grace period
-// so it can still cancel the flow run.
-func TestInterruptBetweenCalls(t *testing.T) {
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Write([]byte(`{"ok":true}`))
-	}))
-	defer srv.Close()
-	base, _ := url.Parse(srv.URL + "/api")
-	vc := vclock.New(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
-	intr := NewInterrupter()
-	eff, err := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eff.Close()
-	intr.Interrupt("SIGTERM", abi.ExitInterruptedSIGTERM)
-
-	s := eff.Sleep(abi.SleepRequest{DurationMS: 60000})
-	if s.Interrupt == nil || vc.Since() != 0 {
-		t.Fatalf("first sleep after the interrupt = %+v after %s; want an immediate interrupt", s, vc.Since())
-	}
-	if s := eff.Sleep(abi.SleepRequest{DurationMS: 1000}); s.Interrupt == nil || vc.Since() != time.Second {
-		t.Errorf("a sleep once told = %+v after %s; want a full 1s sleep within grace", s, vc.Since())
-	}
-	if r := eff.HTTP(abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 200 || hits.Load() != 1 {
-		t.Errorf("a request once told = %+v (%d hits); want it served", r, hits.Load())
-	}
-
-	// A fresh run interrupted before its first request: nothing is sent.
-	intr2 := NewInterrupter()
-	eff2, _ := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr2})
-	defer eff2.Close()
-	intr2.Interrupt("SIGINT", abi.ExitInterruptedSIGINT)
-	if r := eff2.HTTP(abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Error == nil || r.Error.Kind != abi.TransportInterrupted || r.Interrupt == nil || hits.Load() != 1 {
-		t.Errorf("first request after the interrupt = %+v (%d hits); want interrupted, unsent", r, hits.Load())
-	}
-}
-
-func TestIsCSRFRefusal(t *testing.T) {
-	tests := []struct {
-		body string
-		want bool
-	}{
-		{`{"detail":"Missing CSRF token."}`, true},
-		{`{"detail":"Missing client identifier."}`, true},
-		{`{"detail":"Invalid CSRF token or client identifier."}`, true},
-		{`{"detail":"Forbidden"}`, false},
-		{`{"detail":"Unauthorized: the API key is invalid"}`, false},
-		{`<html>Missing CSRF token.</html>`, false},
-		{``, false},
-	}
-	for _, tc := range tests {
-		if got := isCSRFRefusal([]byte(tc.body)); got != tc.want {
-			t.Errorf("isCSRFRefusal(%s) = %v, want %v", tc.body, got, tc.want)
-		}
-	}
-}
-
-// TestRequestTimeoutNotCapped: the request timeout (up to 600 s) alone
-// bounds an exchange; the production transport adds no shorter cap on the
-// wait for response headers (it had a fixed 60 s one, so a longer
-// --request-timeout did nothing).
 func TestRequestTimeoutNotCapped(t *testing.T) {
 	if d := NewTransport().ResponseHeaderTimeout; d != 0 && d < 600*time.Second {
 		t.Fatalf("NewTransport caps the wait for headers at %s, below the largest request timeout (600 s)", d)
@@ -668,9 +447,12 @@ func TestRequestTimeoutNotCapped(t *testing.T) {
 	defer srv.Close()
 	defer close(block)
 	base, _ := url.Parse(srv.URL + "/api")
-	d := newHTTPDoer(base, NewTransport(), NoCredential(), RealClock(), 1<<20, 300*time.Millisecond, "test")
+	d, err := NewClient(Connection{APIBase: base, RequestTimeout: 300 * time.Millisecond, UserAgent: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	r := d.do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/health"})
+	r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/health"})
 	if r.Error == nil || r.Error.Kind != abi.TransportTimeout {
 		t.Fatalf("response = %+v, want a timeout", r)
 	}
@@ -679,21 +461,27 @@ func TestRequestTimeoutNotCapped(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ name, raw, want string }{
-		{"no userinfo", "https://prefect.example.com/api", "https://prefect.example.com/api"},
-		{"user and password", "https://user:hunter2@prefect.example.com/api", "https://%2A%2A%2A%2A@prefect.example.com/api"},
-		{"blanks around", "  https://user:hunter2@prefect.example.com/api ", "https://%2A%2A%2A%2A@prefect.example.com/api"},
-		{"unparsable, keeps the scheme", "https://user:hun%zzter2@prefect.example.com/api", "https://****@prefect.example.com/api"},
-		{"unparsable, '@' in the password", "https://user:a@b%zz@prefect.example.com/api", "https://****@prefect.example.com/api"},
-		{"no scheme", "user:pw%zz@host/api", "****@host/api"},
-		{"not a URL", "prefect/api", "prefect/api"},
+// NewClient needs an API base, and fills the rest of a Connection with the
+// defaults.
+func TestNewClientDefaults(t *testing.T) {
+	if _, err := NewClient(Connection{}, nil); err == nil || !strings.Contains(err.Error(), "APIBase is required") {
+		t.Errorf("NewClient without an API base: error = %v", err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := RedactURL(tc.raw); got != tc.want {
-				t.Errorf("RedactURL(%q) = %q, want %q", tc.raw, got, tc.want)
-			}
-		})
+	var ua string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ua = r.UserAgent()
+		_, _ = io.WriteString(w, `{}`)
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL + "/api")
+	d, err := NewClient(Connection{APIBase: base}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.timeout != DefaultRequestTimeout || d.maxBody != DefaultMaxResponseBytes {
+		t.Errorf("timeout, cap = %s, %d; want the defaults", d.timeout, d.maxBody)
+	}
+	if r := d.Do(context.Background(), abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Status != 200 || ua != "ue-prefect" {
+		t.Errorf("Do = %+v with User-Agent %q; want 200 with ue-prefect", r, ua)
 	}
 }

@@ -1,4 +1,4 @@
-package host
+package prefect
 
 import (
 	"bytes"
@@ -21,85 +21,17 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
-// PrefectAPIVersion is sent as X-PREFECT-API-VERSION; Prefect 3 servers
-// accept 0.8.0 and above.
-const PrefectAPIVersion = "0.8.4"
-
-// Defaults for HTTP.
-const (
-	DefaultRequestTimeout   = 30 * time.Second
-	DefaultMaxResponseBytes = 8 << 20
-)
-
-// ValidateAPIBase checks an API base URL: absolute http(s), no credentials
-// or query in it, and plain http only for a loopback host unless
-// allowInsecure. It returns the URL without a trailing slash.
-func ValidateAPIBase(raw string, allowInsecure bool) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%q is not an absolute http(s) URL such as https://prefect.example.com/api", RedactURL(raw))
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%s must not contain credentials; use PREFECT_API_AUTH_STRING or PREFECT_API_KEY", RedactURL(raw))
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%q must not have a query or fragment", raw)
-	}
-	if u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("%q uses plain http to a host that is not loopback; use https, or allow insecure http explicitly", raw)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
-// RedactURL masks the user information (user:password@) of a URL for a
-// message or an echo of the input, also when the URL does not parse.
-func RedactURL(raw string) string {
-	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
-		u.User = url.User("****")
-		return u.String()
-	}
-	if at := strings.LastIndex(raw, "@"); at >= 0 {
-		if i := strings.Index(raw, "://"); i >= 0 && i < at {
-			return raw[:i+3] + "****" + raw[at:]
-		}
-		return "****" + raw[at:]
-	}
-	return raw
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// NewTransport returns the production transport: the proxy from the
-// environment, TLS 1.2+ with verification on, bounded connection set-up.
-func NewTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: 10 * time.Second,
-		// No ResponseHeaderTimeout: every exchange is bounded by the request
-		// timeout (RunConfig.RequestTimeout, up to 600 s) through its context,
-		// and a fixed header timeout here would silently cap it.
-		IdleConnTimeout:     4 * time.Second, // under uvicorn's 5 s keep-alive, so a reused connection is never one the server is closing
-		MaxIdleConnsPerHost: 4,
-		ForceAttemptHTTP2:   true,
-	}
-}
-
-// httpDoer performs the plugin's requests against one API base.
-type httpDoer struct {
+// Client makes one-attempt HTTP exchanges with one Prefect API: the
+// requests of the plugin's prefect_http import, of the Monitor's batches
+// and of the Temporal activities. Each Do is exactly one attempt (a retry
+// is the caller's decision), stays on the API base, carries the
+// credential, and caps the answer; a failure to get an answer comes back
+// classified (abi.TransportKind). A Client is safe for concurrent use.
+type Client struct {
 	base      *url.URL
 	client    *http.Client
 	cred      Credential
-	clock     Clock
+	now       func() time.Time
 	maxBody   int64
 	timeout   time.Duration
 	userAgent string
@@ -108,30 +40,35 @@ type httpDoer struct {
 
 var errCrossOrigin = errors.New("redirect outside the API origin")
 
-// newDoer is newHTTPDoer with the defaults of RunConfig and MonitorConfig
-// applied: the production transport, DefaultRequestTimeout,
-// DefaultMaxResponseBytes and a User-Agent naming the plugin's version.
-func (r *Runtime) newDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clock, timeout time.Duration, maxBody int64, ua string) *httpDoer {
+// NewClient returns a Client for c.APIBase, which is required. The zero
+// values of c's other fields take their defaults: NewTransport(),
+// DefaultRequestTimeout, DefaultMaxResponseBytes and the User-Agent
+// "ue-prefect". now is the wall clock, read for Retry-After dates and the
+// expiry of a CSRF token; nil means time.Now.
+func NewClient(c Connection, now func() time.Time) (*Client, error) {
+	if c.APIBase == nil {
+		return nil, errors.New("prefect: Connection.APIBase is required")
+	}
+	rt := c.Transport
 	if rt == nil {
 		rt = NewTransport()
 	}
+	timeout := c.RequestTimeout
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
+	maxBody := c.MaxResponseBytes
 	if maxBody <= 0 {
 		maxBody = DefaultMaxResponseBytes
 	}
+	ua := c.UserAgent
 	if ua == "" {
 		ua = "ue-prefect"
-		if r.info.PluginVersion != "" {
-			ua += "/" + r.info.PluginVersion
-		}
 	}
-	return newHTTPDoer(base, rt, cred, clock, maxBody, timeout, ua)
-}
-
-func newHTTPDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clock, maxBody int64, timeout time.Duration, ua string) *httpDoer {
-	d := &httpDoer{base: base, cred: cred, clock: clock, maxBody: maxBody, timeout: timeout, userAgent: ua}
+	if now == nil {
+		now = time.Now
+	}
+	d := &Client{base: c.APIBase, cred: c.Credential, now: now, maxBody: maxBody, timeout: timeout, userAgent: ua}
 	d.client = &http.Client{
 		Transport: rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -143,11 +80,11 @@ func newHTTPDoer(base *url.URL, rt http.RoundTripper, cred Credential, clock Clo
 			return nil
 		},
 	}
-	return d
+	return d, nil
 }
 
 // inBase reports whether u is on the API base's origin and under its path.
-func (d *httpDoer) inBase(u *url.URL) bool {
+func (d *Client) inBase(u *url.URL) bool {
 	if u.Scheme != d.base.Scheme || !strings.EqualFold(u.Host, d.base.Host) {
 		return false
 	}
@@ -157,7 +94,7 @@ func (d *httpDoer) inBase(u *url.URL) bool {
 
 // target builds the URL of a plugin-supplied path, refusing anything that
 // would leave the API base.
-func (d *httpDoer) target(p string) (*url.URL, error) {
+func (d *Client) target(p string) (*url.URL, error) {
 	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") || strings.Contains(p, "//") {
 		return nil, fmt.Errorf("path %q is not a plain absolute path", p)
 	}
@@ -182,8 +119,8 @@ func (d *httpDoer) target(p string) (*url.URL, error) {
 	return &u, nil
 }
 
-// do performs one exchange. ctx ends it early (an interrupt or shutdown).
-func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
+// Do performs one exchange. ctx ends it early (an interrupt or shutdown).
+func (d *Client) Do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
 	fail := func(kind abi.TransportKind, format string, args ...any) abi.HTTPResponse {
 		return abi.HTTPResponse{Error: &abi.TransportError{Kind: kind, Message: fmt.Sprintf(format, args...)}}
 	}
@@ -206,12 +143,12 @@ func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
 			body = []byte("{}")
 		}
 	}
-	resp, data, terr := d.send(ctx, r.Method, u, body, d.csrf.headers(r.Method, d.clock.Now()))
+	resp, data, terr := d.send(ctx, r.Method, u, body, d.csrf.headers(r.Method, d.now()))
 	if terr == nil && resp.StatusCode == http.StatusForbidden && isCSRFRefusal(data) {
 		// A CSRF-protected self-hosted server refused the change before
 		// handling it (its middleware runs first), so sending it again with a
 		// fresh token is safe. This is what Prefect's own client does.
-		if h, ok := d.csrf.refresh(ctx, d); ok {
+		if h, ok := d.csrf.refresh(ctx, d.base, d.send); ok {
 			resp, data, terr = d.send(ctx, r.Method, u, body, h)
 		}
 	}
@@ -234,7 +171,7 @@ func (d *httpDoer) do(ctx context.Context, r abi.HTTPRequest) abi.HTTPResponse {
 
 // send performs one HTTP exchange and reads at most maxBody+1 bytes of
 // the answer. A nil body sends no Content-Type.
-func (d *httpDoer) send(ctx context.Context, method string, u *url.URL, body []byte, extra http.Header) (*http.Response, []byte, *abi.TransportError) {
+func (d *Client) send(ctx context.Context, method string, u *url.URL, body []byte, extra http.Header) (*http.Response, []byte, *abi.TransportError) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body) // sets Content-Length; Prefect Cloud answers 411 without it
@@ -268,7 +205,7 @@ func (d *httpDoer) send(ctx context.Context, method string, u *url.URL, body []b
 }
 
 // retryAfter parses Retry-After as seconds or an HTTP date.
-func (d *httpDoer) retryAfter(v string) int64 {
+func (d *Client) retryAfter(v string) int64 {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
@@ -280,7 +217,7 @@ func (d *httpDoer) retryAfter(v string) int64 {
 		return int64(s * 1000)
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		if ms := t.Sub(d.clock.Now()).Milliseconds(); ms > 0 {
+		if ms := t.Sub(d.now()).Milliseconds(); ms > 0 {
 			return min(ms, 86400*1000)
 		}
 	}

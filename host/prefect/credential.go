@@ -1,4 +1,4 @@
-package host
+package prefect
 
 import (
 	"encoding/base64"
@@ -126,4 +126,4 @@ func (c Credential) String() string {
 }
 
 // GoString implements fmt.GoStringer without the secret.
-func (c Credential) GoString() string { return "host.Credential{" + c.String() + "}" }
+func (c Credential) GoString() string { return "prefect.Credential{" + c.String() + "}" }
