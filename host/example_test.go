@@ -72,9 +72,10 @@ func ExampleMonitor() {
 	defer rt.Close(ctx)
 	base, _ := prefect.ValidateAPIBase("http://127.0.0.1:4200/api", false)
 	store, _ := host.NewFileStore("/var/lib/scheduler/prefect-runs")
-	mon, _ := host.NewMonitor(ctx, rt, host.MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: prefect.NoCredential(), Store: store,
-		OnOutcome: func(key string, out abi.RunOutput) { fmt.Println(key, out.ExitCode, out.StatusDescription) }})
+	mon, _ := host.NewMonitor(ctx, rt, host.MonitorConfig{
+		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		Store:      store,
+		OnOutcome:  func(key string, out abi.RunOutput) { fmt.Println(key, out.ExitCode, out.StatusDescription) }})
 	defer mon.Close()
 	mon.Launch("nightly-2026-11-28", abi.Fields{Deployment: "etl/nightly"}) // the key is the idempotency key
 	mon.Follow("adhoc-17", "0b6c2f4e-1d1a-4a39-9a57-58c9b3f0b5aa")          // a run launched elsewhere

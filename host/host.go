@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -410,26 +408,17 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 
 // RunConfig configures one run.
 type RunConfig struct {
-	// Target is abi.TargetCloud or abi.TargetServer.
-	Target string
-	// APIBase is the Cloud API root or the server's API URL; only requests
-	// under it are made. Check it with prefect.ValidateAPIBase.
-	APIBase *url.URL
-	// UIBase optionally overrides the UI root for links.
-	UIBase string
-	// Credential is attached to every request. The plugin never sees it.
-	Credential prefect.Credential
-	// Transport carries requests; nil means prefect.NewTransport().
-	Transport http.RoundTripper
+	// Connection is how the run reaches Prefect: the target, the API and
+	// UI bases, the credential (attached to every request; the plugin
+	// never sees it), the transport, the request timeout, the response cap
+	// and the User-Agent, which defaults to one naming the plugin's
+	// version.
+	prefect.Connection
 	// Clock supplies time and sleeping; nil means RealClock(). A
 	// hosttest.VirtualClock (any Clock with an Epoch() time.Time method)
 	// also drives the plugin's WASI clocks and makes its randomness fixed,
 	// for deterministic tests.
 	Clock Clock
-	// RequestTimeout bounds one HTTP exchange; 0 means prefect.DefaultRequestTimeout.
-	RequestTimeout time.Duration
-	// MaxResponseBytes caps response bodies; 0 means prefect.DefaultMaxResponseBytes.
-	MaxResponseBytes int64
 	// Interrupter, if set, lets another goroutine stop the run (SIGTERM).
 	Interrupter *Interrupter
 	// Grace bounds how long requests are still served after an interrupt,
@@ -447,8 +436,6 @@ type RunConfig struct {
 	// Trace, if set, sees every host function call with its JSON request
 	// and response, for boundary-trace tests.
 	Trace func(fn string, req, resp []byte)
-	// UserAgent is sent with every request.
-	UserAgent string
 	// ParkAfter, if positive, drives the machine step by step (the step
 	// export) and parks every sleep at least this long: the plugin's
 	// instance is closed, the compiled plugin unloaded when nothing else

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // A tiny WebAssembly assembler, enough to build the malformed plugins the
@@ -244,9 +245,9 @@ func TestPluginFaultsAreInternalErrors(t *testing.T) {
 		}, "plugin step returned 1: checkpoint names outstanding operation \"read_flow_run\" without its request"},
 		{"run whose host functions trap", func() error {
 			// A clock that panics traps the plugin inside a host function.
-			_, err := rt.Run(ctx, RunConfig{Target: abi.TargetServer, APIBase: base, Clock: panicClock{}, Transport: fnRT(func(*http.Request) (*http.Response, error) {
+			_, err := rt.Run(ctx, RunConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Transport: fnRT(func(*http.Request) (*http.Response, error) {
 				return jsonResp(503, `{}`), nil // a retry sleeps
-			})}, abi.RunInput{Fields: abi.Fields{Deployment: "etl/nightly"}, InvocationID: "inv", Seed: 1})
+			})}, Clock: panicClock{}}, abi.RunInput{Fields: abi.Fields{Deployment: "etl/nightly"}, InvocationID: "inv", Seed: 1})
 			return err
 		}, "plugin trapped while calling run"},
 	}
@@ -333,7 +334,7 @@ func TestRuntimeConcurrentRuns(t *testing.T) {
 				park = time.Second
 			}
 			out, err := rt.Run(context.Background(), RunConfig{
-				Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: vclock.New(testEpoch),
+				Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Transport: tr}, Clock: vclock.New(testEpoch),
 				Log:       func(l abi.LogRecord) { logs = append(logs, l.Message) },
 				ParkAfter: park,
 			}, abi.RunInput{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true", PollInterval: "5"}, InvocationID: fmt.Sprint("inv-", i), Seed: uint64(i + 1)})

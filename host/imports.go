@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,7 +111,7 @@ func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, 
 	if cs.intr == nil {
 		cs.intr = NewInterrupter()
 	}
-	cs.doer = r.newDoer(cfg.APIBase, cfg.Transport, cfg.Credential, cs.clock, cfg.RequestTimeout, cfg.MaxResponseBytes, cfg.UserAgent)
+	cs.doer = r.newClient(cfg.Connection, cs.clock)
 	grace := cfg.Grace
 	if grace <= 0 {
 		grace = abi.DefaultCancelGrace * time.Second
@@ -308,17 +306,16 @@ func instantiateWASI(ctx context.Context, r wazero.Runtime) (api.Closer, error) 
 	return c, nil
 }
 
-// newDoer is prefect.NewClient for RunConfig and MonitorConfig: its
+// newClient is prefect.NewClient for RunConfig and MonitorConfig: the
 // User-Agent defaults to one naming the plugin's version.
-func (r *Runtime) newDoer(base *url.URL, rt http.RoundTripper, cred prefect.Credential, clock Clock, timeout time.Duration, maxBody int64, ua string) *prefect.Client {
-	if ua == "" {
-		ua = "ue-prefect"
+func (r *Runtime) newClient(c prefect.Connection, clock Clock) *prefect.Client {
+	if c.UserAgent == "" {
+		c.UserAgent = "ue-prefect"
 		if r.info.PluginVersion != "" {
-			ua += "/" + r.info.PluginVersion
+			c.UserAgent += "/" + r.info.PluginVersion
 		}
 	}
 	// Both configurations check APIBase first, the one error NewClient has.
-	c, _ := prefect.NewClient(prefect.Connection{APIBase: base, Transport: rt, Credential: cred,
-		RequestTimeout: timeout, MaxResponseBytes: maxBody, UserAgent: ua}, clock.Now)
-	return c
+	d, _ := prefect.NewClient(c, clock.Now)
+	return d
 }

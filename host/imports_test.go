@@ -11,6 +11,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 var testEpoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -29,7 +30,7 @@ func TestInterruptBetweenCalls(t *testing.T) {
 	base, _ := url.Parse(srv.URL + "/api")
 	vc := vclock.New(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
 	intr := NewInterrupter()
-	eff, err := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr})
+	eff, err := (&Runtime{}).Functions(context.Background(), RunConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base}, Clock: vc, Interrupter: intr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestInterruptBetweenCalls(t *testing.T) {
 
 	// A fresh run interrupted before its first request: nothing is sent.
 	intr2 := NewInterrupter()
-	eff2, _ := (&Runtime{}).Functions(context.Background(), RunConfig{Target: abi.TargetServer, APIBase: base, Clock: vc, Interrupter: intr2})
+	eff2, _ := (&Runtime{}).Functions(context.Background(), RunConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base}, Clock: vc, Interrupter: intr2})
 	defer eff2.Close()
 	intr2.Interrupt("SIGINT", abi.ExitInterruptedSIGINT)
 	if r := eff2.HTTP(abi.HTTPRequest{Method: "GET", Path: "/x"}); r.Error == nil || r.Error.Kind != abi.TransportInterrupted || r.Interrupt == nil || hits.Load() != 1 {

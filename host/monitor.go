@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -30,21 +29,12 @@ const (
 	DefaultBatchWindow = time.Second
 )
 
-// MonitorConfig configures a Monitor. Target, APIBase and Credential are
-// those of RunConfig and apply to every run.
+// MonitorConfig configures a Monitor.
 type MonitorConfig struct {
-	Target     string
-	APIBase    *url.URL
-	UIBase     string
-	Credential prefect.Credential
-	// Transport carries requests; nil means prefect.NewTransport().
-	Transport http.RoundTripper
+	// Connection is how every run reaches Prefect, as in RunConfig.
+	prefect.Connection
 	// Clock supplies time; nil means RealClock().
 	Clock Clock
-	// RequestTimeout and MaxResponseBytes are as in RunConfig.
-	RequestTimeout   time.Duration
-	MaxResponseBytes int64
-	UserAgent        string
 
 	// Store keeps unfinished runs' checkpoints; nil means a new
 	// MemoryStore. Give a FileStore or your own to survive a restart.
@@ -229,7 +219,7 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 		m.cfg.MaxInFlight = 16
 	}
 	m.sem = make(chan struct{}, m.cfg.MaxInFlight)
-	m.doer = rt.newDoer(cfg.APIBase, cfg.Transport, cfg.Credential, m.clock, cfg.RequestTimeout, cfg.MaxResponseBytes, cfg.UserAgent)
+	m.doer = rt.newClient(cfg.Connection, m.clock)
 	saved, err := m.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("host: loading the checkpoint store: %w", err)

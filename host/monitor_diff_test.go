@@ -153,10 +153,9 @@ func TestMonitorDifferential(t *testing.T) {
 		clock := &scenarioClock{Clock: vclock.New(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC))}
 		store := NewMemoryStore()
 		m, err := NewMonitor(context.Background(), rt, MonitorConfig{
-			Target: sc.Input.Target, APIBase: base, UIBase: sc.Input.UIBase,
-			Credential: scenarioCredential(t, sc.Credential), Transport: monitorScenarioTransport{s},
-			Clock: clock, Store: store, Instances: 1, BatchWindow: time.Nanosecond,
-		})
+			Connection: prefect.Connection{Target: sc.Input.Target, APIBase: base, UIBase: sc.Input.UIBase,
+				Credential: scenarioCredential(t, sc.Credential), Transport: monitorScenarioTransport{s}},
+			Clock: clock, Store: store, Instances: 1, BatchWindow: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)
 		}

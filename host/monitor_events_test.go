@@ -100,8 +100,8 @@ func TestMonitorEventsCatchUp(t *testing.T) {
 		// that each would be read apart if it woke the runs.
 		BackoffMin: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Resubscribe: 20 * time.Millisecond}, prefect.NoCredential())
 	defer hub.Close()
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: prefect.NoCredential(), BatchWindow: 300 * time.Millisecond, Events: hub})
+	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		BatchWindow: 300 * time.Millisecond, Events: hub})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,8 @@ func (f *fakePrefect) base(t *testing.T) *MonitorConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &MonitorConfig{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), BatchWindow: 50 * time.Millisecond}
+	return &MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		BatchWindow: 50 * time.Millisecond}
 }
 
 func fakeID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }

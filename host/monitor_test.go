@@ -86,8 +86,8 @@ func TestMonitorBatchedReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: prefect.NoCredential(), BatchWindow: 3 * time.Second})
+	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base,
+		Credential: prefect.NoCredential()}, BatchWindow: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +217,8 @@ func TestMonitorWallClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Target: abi.TargetServer, APIBase: base,
-		Credential: prefect.NoCredential(), BatchWindow: 100 * time.Millisecond})
+	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		BatchWindow: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

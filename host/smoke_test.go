@@ -11,6 +11,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 type fnRT func(*http.Request) (*http.Response, error)
@@ -50,7 +51,7 @@ func TestSmoke(t *testing.T) {
 	vc := vclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	start := time.Now()
 	out, err := rt.Run(ctx, RunConfig{
-		Target: abi.TargetServer, APIBase: base, Transport: tr, Clock: vc,
+		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Transport: tr}, Clock: vc,
 		Log: func(l abi.LogRecord) { t.Logf("log %s: %s", l.Level, l.Message) },
 	}, abi.RunInput{Fields: abi.Fields{Deployment: "ok/ok", Wait: "true"}, InvocationID: "inv", Seed: 1})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // fakeEvents is an EventSource the test fires by hand.
@@ -46,7 +47,7 @@ func wakeEffects(t *testing.T, clock Clock) (*Functions, *fakeEvents) {
 	t.Helper()
 	base, _ := url.Parse("http://127.0.0.1:1/api")
 	ev := &fakeEvents{}
-	e, err := (&Runtime{}).Functions(context.Background(), RunConfig{APIBase: base, Clock: clock, Events: ev})
+	e, err := (&Runtime{}).Functions(context.Background(), RunConfig{Connection: prefect.Connection{APIBase: base}, Clock: clock, Events: ev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestSleepWake(t *testing.T) {
 		intr := NewInterrupter()
 		base, _ := url.Parse("http://127.0.0.1:1/api")
 		ev := &fakeEvents{}
-		e, err := (&Runtime{}).Functions(context.Background(), RunConfig{APIBase: base, Clock: vclock.New(time.Unix(0, 0)), Events: ev, Interrupter: intr})
+		e, err := (&Runtime{}).Functions(context.Background(), RunConfig{Connection: prefect.Connection{APIBase: base}, Clock: vclock.New(time.Unix(0, 0)), Events: ev, Interrupter: intr})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -151,10 +151,12 @@ func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
 	}
 	ev := &scriptEvents{}
 	return host.RunConfig{
-		Target:      s.Sc.Input.Target,
-		APIBase:     base,
-		Credential:  credentialFor(t, s.Sc.Credential),
-		Transport:   scenarioTransport{s: s, intr: intr},
+		Connection: prefect.Connection{
+			Target:     s.Sc.Input.Target,
+			APIBase:    base,
+			Credential: credentialFor(t, s.Sc.Credential),
+			Transport:  scenarioTransport{s: s, intr: intr},
+		},
 		Clock:       interruptingClock{VirtualClock: hosttest.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr, ev: ev},
 		Events:      ev,
 		Interrupter: intr,

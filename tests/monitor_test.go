@@ -54,7 +54,8 @@ func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSour
 		src = ev[0]
 	}
 	m, err := host.NewMonitor(context.Background(), mr.rt, host.MonitorConfig{
-		Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), Store: store, Events: src,
+		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		Store:      store, Events: src,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			mr.mu.Lock()
 			defer mr.mu.Unlock()

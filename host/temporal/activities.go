@@ -6,11 +6,11 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
-// Effects is what the activities need of a host: host.Functions in a worker,
-// a scripted Prefect in tests.
+// Effects is what the activities need of a host: a prefect.Client in a
+// worker, a scripted Prefect in tests.
 type Effects interface {
 	HTTP(abi.HTTPRequest) abi.HTTPResponse
 }
@@ -22,17 +22,33 @@ type Activities struct {
 	Conn    Connection
 }
 
-// NewActivities builds the activities from a host run configuration: the
-// same HTTP code as the CLI's (one attempt, the API base enforced, the
-// credential attached, bodies capped).
-func NewActivities(ctx context.Context, cfg host.RunConfig) (*Activities, error) {
-	eff, err := host.NewFunctions(ctx, cfg)
+// WorkerConfig configures a worker's activities.
+type WorkerConfig struct {
+	// Connection is how the activities reach Prefect. The credential stays
+	// on the worker: the workflow learns only its scheme and source.
+	prefect.Connection
+}
+
+// NewActivities builds the activities on the same HTTP code as the CLI's
+// (prefect.Client: one attempt, the API base enforced, the credential
+// attached, bodies capped). When ctx ends, an exchange in flight ends as
+// interrupted.
+func NewActivities(ctx context.Context, cfg WorkerConfig) (*Activities, error) {
+	c, err := prefect.NewClient(cfg.Connection, nil)
 	if err != nil {
 		return nil, err
 	}
-	cred := eff.Credential(abi.CredentialRequest{})
-	return &Activities{Effects: eff, Conn: Connection{Target: cfg.Target, APIBase: cfg.APIBase.String(), UIBase: cfg.UIBase, Credential: cred}}, nil
+	cred := abi.CredentialResponse{Scheme: cfg.Credential.Scheme(), Source: cfg.Credential.Source()}
+	return &Activities{Effects: wire{ctx: ctx, c: c}, Conn: Connection{Target: cfg.Target, APIBase: cfg.APIBase.String(), UIBase: cfg.UIBase, Credential: cred}}, nil
 }
+
+// wire is Effects on a prefect.Client, within the worker's context.
+type wire struct {
+	ctx context.Context
+	c   *prefect.Client
+}
+
+func (w wire) HTTP(req abi.HTTPRequest) abi.HTTPResponse { return w.c.Do(w.ctx, req) }
 
 // HTTP executes one exchange. Its time (NowMS) is replaced by workflow time.
 func (a *Activities) HTTP(ctx context.Context, req abi.HTTPRequest) (abi.HTTPResponse, error) {

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
 )
 
@@ -54,7 +53,7 @@ const (
 // and again only after the stream was lost and came back (so the
 // reconnects that add runs to the stream's filter wake nobody).
 type Relay struct {
-	src    host.EventSource
+	src    EventSource
 	signal Signaler
 	now    func() time.Time
 
@@ -82,6 +81,15 @@ type watch struct {
 	failures int // the stream's failures when last connected
 }
 
+// EventSource is what a Relay follows runs on: the worker's events hub,
+// or a fake in tests. (It is host.EventSource, declared here so that this
+// package needs Prefect's wire but not the runtime.)
+type EventSource interface {
+	// Subscribe calls fn for each new event on the flow run, heard on the
+	// events websocket at path, until the returned function is called.
+	Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error)
+}
+
 // statuser is what a hub may also offer: its stream's failure count.
 type statuser interface {
 	Status(path string) events.Status
@@ -90,7 +98,7 @@ type statuser interface {
 // NewRelay returns a Relay that follows runs on src (the worker's
 // events.Hub; see prefect.NewEventHub) and wakes workflows with signal.
 // Close stops it; it does not close src.
-func NewRelay(src host.EventSource, signal Signaler) *Relay {
+func NewRelay(src EventSource, signal Signaler) *Relay {
 	r := &Relay{src: src, signal: signal, now: time.Now, watches: map[string]*watch{}}
 	r.cond = sync.NewCond(&r.mu)
 	r.ctx, r.cancel = context.WithCancel(context.Background())

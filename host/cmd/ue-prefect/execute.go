@@ -295,13 +295,15 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 		}
 	}
 	cfg := host.RunConfig{
-		Target:         inv.target,
-		APIBase:        inv.apiBase,
-		UIBase:         inv.uiBase,
-		Credential:     inv.cred,
-		RequestTimeout: inv.timeout,
-		Interrupter:    intr,
-		UserAgent:      "ue-prefect/" + version,
+		Connection: prefect.Connection{
+			Target:         inv.target,
+			APIBase:        inv.apiBase,
+			UIBase:         inv.uiBase,
+			Credential:     inv.cred,
+			RequestTimeout: inv.timeout,
+			UserAgent:      "ue-prefect/" + version,
+		},
+		Interrupter: intr,
 		// A waiting task holds almost nothing: each poll sleep of 5 s or
 		// more is parked, the plugin unloaded until it ends.
 		ParkAfter: parkAfter,

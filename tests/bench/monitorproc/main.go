@@ -85,7 +85,8 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	all := make(chan struct{})
 	warns := 0
 	m, err := host.NewMonitor(ctx, rt, host.MonitorConfig{
-		Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential(), Instances: instances,
+		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		Instances:  instances,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			var r struct {
 				State string `json:"flow_run_state"`

@@ -30,7 +30,6 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	uetemporal "github.com/ue-prefect/ue-prefect/host/temporal"
@@ -214,8 +213,8 @@ func runWorker(stderr io.Writer, wc workerConfig) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	const userAgent = "ue-prefect-temporal"
-	a, err := uetemporal.NewActivities(ctx, host.RunConfig{Target: wc.target, APIBase: base, UIBase: wc.uiURL, Credential: cred,
-		RequestTimeout: wc.timeout, UserAgent: userAgent})
+	a, err := uetemporal.NewActivities(ctx, uetemporal.WorkerConfig{Connection: prefect.Connection{Target: wc.target,
+		APIBase: base, UIBase: wc.uiURL, Credential: cred, RequestTimeout: wc.timeout, UserAgent: userAgent}})
 	if err != nil {
 		return fail(err)
 	}
