@@ -406,48 +406,6 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// RunConfig configures one run.
-type RunConfig struct {
-	// Connection is how the run reaches Prefect: the target, the API and
-	// UI bases, the credential (attached to every request; the plugin
-	// never sees it), the transport, the request timeout, the response cap
-	// and the User-Agent, which defaults to one naming the plugin's
-	// version.
-	prefect.Connection
-	// Clock supplies time and sleeping; nil means RealClock(). A
-	// hosttest.VirtualClock (any Clock with an Epoch() time.Time method)
-	// also drives the plugin's WASI clocks and makes its randomness fixed,
-	// for deterministic tests.
-	Clock Clock
-	// Interrupter, if set, lets another goroutine stop the run (SIGTERM).
-	Interrupter *Interrupter
-	// Grace bounds how long requests are still served after an interrupt,
-	// so the plugin can cancel the flow run; 0 means the run's Cancel Grace
-	// field (abi.ParseInt), or abi.DefaultCancelGrace seconds.
-	Grace time.Duration
-	// Log receives the plugin's lines for people.
-	Log func(abi.LogRecord)
-	// Progress receives output fields and checkpoints.
-	Progress func(abi.Progress)
-	// Events, if set, lets an event for the flow run end a poll wait early
-	// (abi.WakeOn); the plugin then reads the run. Without it, or while its
-	// stream is down, waits last their interval. See prefect.NewEventHub.
-	Events EventSource
-	// Trace, if set, sees every host function call with its JSON request
-	// and response, for boundary-trace tests.
-	Trace func(fn string, req, resp []byte)
-	// ParkAfter, if positive, drives the machine step by step (the step
-	// export) and parks every sleep at least this long: the plugin's
-	// instance is closed, the compiled plugin unloaded when nothing else
-	// uses the Runtime, and the memory returned to the operating system;
-	// on waking the run resumes from its checkpoint. The transcript is the
-	// same as without. See park.go.
-	ParkAfter time.Duration
-	// OnPark, if set, is called at each park with whether the compiled
-	// plugin was unloaded, for tests and diagnostics.
-	OnPark func(unloaded bool)
-}
-
 // Run executes one action to its end and returns its outcome. The error is
 // non-nil only for a host or plugin fault (a trap, an ABI violation); the
 // outcome then is exit 1 with the fault as its message, so callers can
@@ -458,7 +416,8 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 		g, _ := abi.ParseInt("cancel_grace", in.Fields.CancelGrace)
 		cfg.Grace = time.Duration(g) * time.Second
 	}
-	cs, err := r.newCallState(ctx, cfg)
+	cfg.UserAgent = r.userAgent(cfg.UserAgent)
+	cs, err := newCallState(ctx, cfg)
 	if err != nil {
 		return faultOutput(err), err
 	}
@@ -503,6 +462,16 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 	return ro, nil
 }
 
+// Functions returns the host functions of a run as Go methods, with the
+// method set of flowrun.Host: HTTP, Sleep, Credential, Log, Progress.
+// A caller that drives the machine itself (the step export, or package
+// flowrun natively) executes its commands through exactly the code the
+// plugin's imports run. Close releases them.
+func (r *Runtime) Functions(ctx context.Context, cfg RunConfig) (*Functions, error) {
+	cfg.UserAgent = r.userAgent(cfg.UserAgent)
+	return NewFunctions(ctx, cfg)
+}
+
 // Step calls the plugin's pure step export: no host function is called.
 func (r *Runtime) Step(ctx context.Context, in abi.StepInput) (abi.StepOutput, error) {
 	input, err := json.Marshal(in)
@@ -530,4 +499,24 @@ func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// userAgent is ua, or one naming the plugin's version.
+func (r *Runtime) userAgent(ua string) string {
+	if ua != "" {
+		return ua
+	}
+	if r.info.PluginVersion != "" {
+		return "ue-prefect/" + r.info.PluginVersion
+	}
+	return "ue-prefect"
+}
+
+// newClient is prefect.NewClient for a MonitorConfig, with the User-Agent
+// of a run.
+func (r *Runtime) newClient(c prefect.Connection, clock Clock) *prefect.Client {
+	c.UserAgent = r.userAgent(c.UserAgent)
+	// MonitorConfig's APIBase is checked first, the one error NewClient has.
+	d, _ := prefect.NewClient(c, clock.Now)
+	return d
 }

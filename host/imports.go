@@ -15,53 +15,6 @@ import (
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
-// Interrupter stops a run from another goroutine, typically a signal
-// handler. The first Interrupt ends the blocking host call in progress and
-// is reported to the plugin, which may still cancel the flow run within
-// the grace period; after that, or on Abort, every host call fails at once.
-type Interrupter struct {
-	mu      sync.Mutex
-	it      *abi.Interrupt
-	soft    chan struct{}
-	hard    chan struct{}
-	hardSet bool
-}
-
-// NewInterrupter returns an Interrupter that has not fired.
-func NewInterrupter() *Interrupter {
-	return &Interrupter{soft: make(chan struct{}), hard: make(chan struct{})}
-}
-
-// Interrupt asks the run to stop; exitCode is what it should end with
-// (abi.ExitInterruptedSIGTERM …). Later calls are ignored.
-func (i *Interrupter) Interrupt(reason string, exitCode int) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.it == nil {
-		i.it = &abi.Interrupt{Reason: reason, ExitCode: exitCode}
-		close(i.soft)
-	}
-}
-
-// Abort ends the grace period at once (a second signal).
-func (i *Interrupter) Abort() {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if !i.hardSet {
-		i.hardSet = true
-		close(i.hard)
-	}
-}
-
-func (i *Interrupter) get() *abi.Interrupt {
-	if i == nil {
-		return nil
-	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.it
-}
-
 // callState is what the host functions of one run need. It travels in the
 // context of the export call.
 type callState struct {
@@ -77,8 +30,7 @@ type callState struct {
 	stopOnce  sync.Once
 	done      chan struct{}
 	// wakers are the flow runs whose events end sleeps (abi.WakeOn).
-	wmu    sync.Mutex
-	wakers map[string]*waker
+	wakers wakers
 	// told is set once a response has carried the interrupt to the plugin.
 	// Until then a blocking call returns at once with the interrupt; after,
 	// calls are served within the grace period (the plugin may cancel).
@@ -97,11 +49,13 @@ func (cs *callState) untold() *abi.Interrupt {
 
 type callKey struct{}
 
-func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, error) {
+// newCallState sets up the host functions of one run. The caller has
+// given cfg its User-Agent (Runtime.userAgent).
+func newCallState(ctx context.Context, cfg RunConfig) (*callState, error) {
 	if cfg.APIBase == nil {
 		return nil, fmt.Errorf("host: RunConfig.APIBase is required")
 	}
-	cs := &callState{cfg: cfg, clock: cfg.Clock, intr: cfg.Interrupter, done: make(chan struct{})}
+	cs := &callState{cfg: cfg, clock: cfg.Clock, intr: cfg.Interrupter, done: make(chan struct{}), wakers: wakers{src: cfg.Events}}
 	if cs.clock == nil {
 		cs.clock = RealClock()
 	}
@@ -111,7 +65,8 @@ func (r *Runtime) newCallState(ctx context.Context, cfg RunConfig) (*callState, 
 	if cs.intr == nil {
 		cs.intr = NewInterrupter()
 	}
-	cs.doer = r.newClient(cfg.Connection, cs.clock)
+	// APIBase is checked above, the one error NewClient has.
+	cs.doer, _ = prefect.NewClient(cfg.Connection, cs.clock.Now)
 	grace := cfg.Grace
 	if grace <= 0 {
 		grace = abi.DefaultCancelGrace * time.Second
@@ -139,7 +94,7 @@ func (cs *callState) stop() {
 	cs.stopOnce.Do(func() {
 		close(cs.done)
 		cs.graceStop()
-		cs.stopWakers()
+		cs.wakers.stop()
 	})
 }
 
@@ -162,24 +117,15 @@ func (cs *callState) blockingCtx() (context.Context, context.CancelFunc) {
 
 func (cs *callState) nowMS() int64 { return cs.clock.Since().Milliseconds() }
 
-// Functions returns the host functions of a run as Go methods, with the
-// method set of flowrun.Host: HTTP, Sleep, Credential, Log, Progress.
-// A caller that drives the machine itself (the step export, or package
-// flowrun natively) executes its commands through exactly the code the
-// plugin's imports run. Close releases them.
-func (r *Runtime) Functions(ctx context.Context, cfg RunConfig) (*Functions, error) {
-	cs, err := r.newCallState(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Functions{cs: cs}, nil
-}
-
 // NewFunctions returns the host functions without a plugin, for a program
 // that drives package flowrun's machine natively (host/temporal's
 // activities). Its User-Agent names no plugin version.
 func NewFunctions(ctx context.Context, cfg RunConfig) (*Functions, error) {
-	return new(Runtime).Functions(ctx, cfg)
+	cs, err := newCallState(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Functions{cs: cs}, nil
 }
 
 // Functions implements the host functions of abi.HostModule in Go. It
@@ -217,7 +163,7 @@ func (e *Functions) Sleep(req abi.SleepRequest) abi.SleepResponse {
 	}
 	ctx, cancel := cs.blockingCtx()
 	defer cancel()
-	woken := cs.sleep(ctx, time.Duration(req.DurationMS)*time.Millisecond, cs.wakerFor(req.WakeOn))
+	woken := sleep(ctx, cs.clock, time.Duration(req.DurationMS)*time.Millisecond, cs.wakers.get(req.WakeOn))
 	resp := abi.SleepResponse{NowMS: cs.nowMS(), Interrupt: cs.intr.get()}
 	if resp.Interrupt != nil {
 		cs.told.Store(true)
@@ -304,18 +250,4 @@ func instantiateWASI(ctx context.Context, r wazero.Runtime) (api.Closer, error) 
 		return nil, fmt.Errorf("host: wasi: %w", err)
 	}
 	return c, nil
-}
-
-// newClient is prefect.NewClient for RunConfig and MonitorConfig: the
-// User-Agent defaults to one naming the plugin's version.
-func (r *Runtime) newClient(c prefect.Connection, clock Clock) *prefect.Client {
-	if c.UserAgent == "" {
-		c.UserAgent = "ue-prefect"
-		if r.info.PluginVersion != "" {
-			c.UserAgent += "/" + r.info.PluginVersion
-		}
-	}
-	// Both configurations check APIBase first, the one error NewClient has.
-	d, _ := prefect.NewClient(c, clock.Now)
-	return d
 }

@@ -40,48 +40,57 @@ func (w *waker) event(events.Event) {
 	w.pending = true
 }
 
-// wakerFor returns the waker of a sleep's flow run, subscribing on first
-// use; nil when the sleep asks for none or there is no event source.
-func (cs *callState) wakerFor(on *abi.WakeOn) *waker {
-	if on == nil || cs.cfg.Events == nil || on.FlowRunID == "" {
+// wakers are the flow runs of one run whose events end its sleeps
+// (abi.WakeOn), each subscribed on first use.
+type wakers struct {
+	src EventSource // nil: no sleep is ever woken
+	mu  sync.Mutex
+	m   map[string]*waker
+}
+
+// get returns the waker of a sleep's flow run, subscribing on first use;
+// nil when the sleep asks for none or there is no event source.
+func (ws *wakers) get(on *abi.WakeOn) *waker {
+	if on == nil || ws.src == nil || on.FlowRunID == "" {
 		return nil
 	}
-	cs.wmu.Lock()
-	defer cs.wmu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	key := on.EventsPath + " " + on.FlowRunID
-	if w, ok := cs.wakers[key]; ok {
+	if w, ok := ws.m[key]; ok {
 		return w
 	}
 	w := &waker{}
-	stop, err := cs.cfg.Events.Subscribe(on.EventsPath, on.FlowRunID, w.event)
+	stop, err := ws.src.Subscribe(on.EventsPath, on.FlowRunID, w.event)
 	if err != nil {
 		w = nil // a path or id the source refuses: the sleep is plain
 	} else {
 		w.stop = stop
 	}
-	if cs.wakers == nil {
-		cs.wakers = map[string]*waker{}
+	if ws.m == nil {
+		ws.m = map[string]*waker{}
 	}
-	cs.wakers[key] = w
+	ws.m[key] = w
 	return w
 }
 
-func (cs *callState) stopWakers() {
-	cs.wmu.Lock()
-	defer cs.wmu.Unlock()
-	for _, w := range cs.wakers {
+// stop ends every subscription.
+func (ws *wakers) stop() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.m {
 		if w != nil && w.stop != nil {
 			w.stop()
 		}
 	}
-	cs.wakers = nil
+	ws.m = nil
 }
 
 // sleep sleeps d on the clock, ended early by ctx or an event; it reports
 // whether an event ended it (or had arrived since the last sleep).
-func (cs *callState) sleep(ctx context.Context, d time.Duration, w *waker) bool {
+func sleep(ctx context.Context, clock Clock, d time.Duration, w *waker) bool {
 	if w == nil {
-		_ = cs.clock.Sleep(ctx, d)
+		_ = clock.Sleep(ctx, d)
 		return false
 	}
 	w.mu.Lock()
@@ -94,7 +103,7 @@ func (cs *callState) sleep(ctx context.Context, d time.Duration, w *waker) bool 
 	defer cancel()
 	w.cancel, w.woken = cancel, false
 	w.mu.Unlock()
-	_ = cs.clock.Sleep(sctx, d)
+	_ = clock.Sleep(sctx, d)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cancel = nil
