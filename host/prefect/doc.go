@@ -8,5 +8,6 @@
 // It must never import the runtime (package host), the Monitor, the
 // commands or anything that imports them: they all import it. Besides the
 // standard library it imports only abi, whose messages (abi.HTTPRequest,
-// abi.HTTPResponse, abi.TransportError) it speaks.
+// abi.HTTPResponse, abi.TransportError) it speaks, and Prefect's event
+// stream (host/events), whose hub NewEventHub makes.
 package prefect
