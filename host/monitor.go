@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -439,7 +438,7 @@ func (m *Monitor) subscribe(r *mrun, on *abi.WakeOn) {
 		r.unsub = nil
 	}
 	r.subKey = key
-	if stop, err := m.cfg.Events.Subscribe(on.EventsPath, on.FlowRunID, func(events.Event) { m.event(r) }); err == nil {
+	if stop, err := m.cfg.Events.Subscribe(on.EventsPath, on.FlowRunID, func(prefect.Event) { m.event(r) }); err == nil {
 		r.unsub = stop
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -95,7 +94,7 @@ func TestMonitorEventsCatchUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := prefect.NewEventHub(events.Config{APIBase: base, Healthy: 400 * time.Millisecond,
+	hub := prefect.NewEventHub(prefect.EventHubConfig{APIBase: base, Healthy: 400 * time.Millisecond,
 		// A flap every 0.4 s: slower than a batched read, so
 		// that each would be read apart if it woke the runs.
 		BackoffMin: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Resubscribe: 20 * time.Millisecond}, prefect.NoCredential())

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
@@ -20,10 +20,10 @@ type countingEvents struct {
 
 type sub struct {
 	id string
-	fn func(events.Event)
+	fn func(prefect.Event)
 }
 
-func (e *countingEvents) Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error) {
+func (e *countingEvents) Subscribe(path, flowRunID string, fn func(prefect.Event)) (func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.subs == nil {
@@ -44,7 +44,7 @@ func (e *countingEvents) live() int {
 
 func (e *countingEvents) fire(flowRunID string) {
 	e.mu.Lock()
-	var fns []func(events.Event)
+	var fns []func(prefect.Event)
 	for _, s := range e.subs {
 		if s.id == flowRunID {
 			fns = append(fns, s.fn)
@@ -52,7 +52,7 @@ func (e *countingEvents) fire(flowRunID string) {
 	}
 	e.mu.Unlock()
 	for _, fn := range fns {
-		fn(events.Event{Name: "prefect.flow-run.Running"})
+		fn(prefect.Event{Name: "prefect.flow-run.Running"})
 	}
 }
 

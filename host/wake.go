@@ -6,16 +6,16 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // EventSource lets Prefect's events end a sleep early (abi.WakeOn).
-// *events.Hub implements it; see prefect.NewEventHub.
+// *prefect.EventHub implements it; see prefect.NewEventHub.
 type EventSource interface {
 	// Subscribe calls fn for each new event on the flow run, heard on the
 	// events websocket at path (relative to the API base), until the
 	// returned function is called.
-	Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error)
+	Subscribe(path, flowRunID string, fn func(prefect.Event)) (func(), error)
 }
 
 // waker is one watched flow run of a run: an event either ends the sleep
@@ -28,7 +28,7 @@ type waker struct {
 	stop    func()
 }
 
-func (w *waker) event(events.Event) {
+func (w *waker) event(prefect.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cancel != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
@@ -16,16 +15,16 @@ import (
 // fakeEvents is an EventSource the test fires by hand.
 type fakeEvents struct {
 	mu         sync.Mutex
-	fns        map[string]func(events.Event)
+	fns        map[string]func(prefect.Event)
 	subscribes int
 	stops      int
 }
 
-func (f *fakeEvents) Subscribe(path, id string, fn func(events.Event)) (func(), error) {
+func (f *fakeEvents) Subscribe(path, id string, fn func(prefect.Event)) (func(), error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fns == nil {
-		f.fns = map[string]func(events.Event){}
+		f.fns = map[string]func(prefect.Event){}
 	}
 	f.subscribes++
 	f.fns[path+" "+id] = fn
@@ -37,7 +36,7 @@ func (f *fakeEvents) fire(path, id string) {
 	fn := f.fns[path+" "+id]
 	f.mu.Unlock()
 	if fn != nil {
-		fn(events.Event{Name: "prefect.flow-run.Running", FlowRunID: id})
+		fn(prefect.Event{Name: "prefect.flow-run.Running", FlowRunID: id})
 	}
 }
 

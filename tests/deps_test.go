@@ -21,11 +21,10 @@ func TestImportPolicy(t *testing.T) {
 		{"./abi", false, nil, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "time"}},
 		{"./plugin/flowrun", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/tidwall/"}, []string{"net", "net/http", "net/url", "os", "os/exec", "syscall", "math/rand", "crypto/rand"}},
 		{"./plugin", true, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/plugin/", "github.com/tidwall/", "github.com/extism/go-pdk"}, []string{"net", "net/http", "os/exec"}},
-		// coder/websocket: Prefect's events websocket (host/events); no dependencies of its own.
-		{"./host/events", false, []string{"github.com/coder/websocket"}, nil},
 		// Prefect's wire: never the runtime (wazero), the Monitor or a command.
-		{"./host/prefect", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/events", "github.com/coder/websocket"}, nil},
-		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/ue-prefect/ue-prefect/host/events", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},
+		// coder/websocket: Prefect's events websocket; no dependencies of its own.
+		{"./host/prefect", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/coder/websocket"}, nil},
+		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},
 		// Test kits for other hosts: no plugin internals, no runtime.
 		{"./host/hosttest", false, []string{"github.com/ue-prefect/ue-prefect/host/internal/"}, nil},
 		{"./plugin/flowrun/flowruntest", false, []string{"github.com/ue-prefect/ue-prefect/abi"}, []string{"net", "net/http", "os/exec"}},

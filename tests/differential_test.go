@@ -15,7 +15,6 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/hosttest"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun"
@@ -95,15 +94,15 @@ func (c interruptingClock) Sleep(ctx context.Context, d time.Duration) error {
 // on every subscribed flow run when the scenario wakes a sleep.
 type scriptEvents struct {
 	mu   sync.Mutex
-	subs map[int]func(events.Event)
+	subs map[int]func(prefect.Event)
 	n    int
 }
 
-func (e *scriptEvents) Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error) {
+func (e *scriptEvents) Subscribe(path, flowRunID string, fn func(prefect.Event)) (func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.subs == nil {
-		e.subs = map[int]func(events.Event){}
+		e.subs = map[int]func(prefect.Event){}
 	}
 	e.n++
 	k := e.n
@@ -113,13 +112,13 @@ func (e *scriptEvents) Subscribe(path, flowRunID string, fn func(events.Event)) 
 
 func (e *scriptEvents) fire() {
 	e.mu.Lock()
-	fns := make([]func(events.Event), 0, len(e.subs))
+	fns := make([]func(prefect.Event), 0, len(e.subs))
 	for _, fn := range e.subs {
 		fns = append(fns, fn)
 	}
 	e.mu.Unlock()
 	for _, fn := range fns {
-		fn(events.Event{Name: "prefect.flow-run.Running"})
+		fn(prefect.Event{Name: "prefect.flow-run.Running"})
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
@@ -18,13 +17,13 @@ const fallbackLine = "Prefect's event stream is unavailable"
 // eventLog collects what a hub delivers.
 type eventLog struct {
 	mu  sync.Mutex
-	evs []events.Event
+	evs []prefect.Event
 	ch  chan struct{}
 }
 
 func newEventLog() *eventLog { return &eventLog{ch: make(chan struct{}, 1000)} }
 
-func (l *eventLog) add(e events.Event) {
+func (l *eventLog) add(e prefect.Event) {
 	l.mu.Lock()
 	l.evs = append(l.evs, e)
 	l.mu.Unlock()
@@ -32,7 +31,7 @@ func (l *eventLog) add(e events.Event) {
 }
 
 // waitState waits for an event that names stateType.
-func (l *eventLog) waitState(t *testing.T, stateType string, timeout time.Duration) events.Event {
+func (l *eventLog) waitState(t *testing.T, stateType string, timeout time.Duration) prefect.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -59,7 +58,7 @@ func (l *eventLog) ids() map[string]int {
 	defer l.mu.Unlock()
 	n := map[string]int{}
 	for _, e := range l.evs {
-		if e.Name != events.Connected {
+		if e.Name != prefect.StreamConnected {
 			n[e.ID]++
 		}
 	}
@@ -74,7 +73,7 @@ func (l *eventLog) waitConnected(t *testing.T, n int, timeout time.Duration) {
 		l.mu.Lock()
 		got := 0
 		for _, e := range l.evs {
-			if e.Name == events.Connected {
+			if e.Name == prefect.StreamConnected {
 				got++
 			}
 		}
@@ -134,7 +133,7 @@ func idleRun(t *testing.T, env *rig.Env) string {
 	return run["id"].(string)
 }
 
-func hubFor(t *testing.T, apiURL string, cfg events.Config) (*events.Hub, *syncBuffer) {
+func hubFor(t *testing.T, apiURL string, cfg prefect.EventHubConfig) (*prefect.EventHub, *syncBuffer) {
 	t.Helper()
 	base, err := prefect.ValidateAPIBase(apiURL, false)
 	if err != nil {
@@ -167,7 +166,7 @@ func TestE2E_EventHub(t *testing.T) {
 	setState(t, env, watched, "PENDING")
 	waitPersisted(t, env, watched, "prefect.flow-run.Pending")
 
-	h, said := hubFor(t, proxy.URL(), events.Config{BackoffMin: 200 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
+	h, said := hubFor(t, proxy.URL(), prefect.EventHubConfig{BackoffMin: 200 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
 	log := newEventLog()
 	stop, err := h.Subscribe("/events/out", watched, log.add)
 	if err != nil {
@@ -189,7 +188,7 @@ func TestE2E_EventHub(t *testing.T) {
 	proxy.CutWebsockets()
 	setState(t, env, watched, "COMPLETED")
 	waitPersisted(t, env, watched, "prefect.flow-run.Completed")
-	waitStatus(t, h, func(s events.Status) bool { return s.Failures >= 2 }, "refused reconnections")
+	waitStatus(t, h, func(s prefect.StreamStatus) bool { return s.Failures >= 2 }, "refused reconnections")
 	proxy.ClearRules()
 	log.waitConnected(t, 2, 30*time.Second)
 	e := log.waitState(t, "COMPLETED", 30*time.Second)
@@ -222,7 +221,7 @@ func TestE2E_EventHubSilent(t *testing.T) {
 	proxy := rig.NewFaultProxy(env.Server.URL)
 	defer proxy.Close()
 	run := idleRun(t, env)
-	h, said := hubFor(t, proxy.URL(), events.Config{PingInterval: 500 * time.Millisecond, PingTimeout: 500 * time.Millisecond,
+	h, said := hubFor(t, proxy.URL(), prefect.EventHubConfig{PingInterval: 500 * time.Millisecond, PingTimeout: 500 * time.Millisecond,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond})
 	log := newEventLog()
 	if _, err := h.Subscribe("/events/out", run, log.add); err != nil {
@@ -230,11 +229,11 @@ func TestE2E_EventHubSilent(t *testing.T) {
 	}
 	log.waitConnected(t, 1, 30*time.Second)
 	proxy.FreezeWebsockets()
-	waitStatus(t, h, func(s events.Status) bool { return strings.Contains(s.LastError, "keep-alive") }, "a keep-alive failure")
+	waitStatus(t, h, func(s prefect.StreamStatus) bool { return strings.Contains(s.LastError, "keep-alive") }, "a keep-alive failure")
 	proxy.Add(rig.Rule{Path: regexp.MustCompile(`/events/out$`), Fault: rig.Status(404, nil, `{"detail":"Not Found"}`)})
 	proxy.ThawWebsockets()
 	proxy.CutWebsockets()
-	waitStatus(t, h, func(s events.Status) bool { return strings.Contains(s.LastError, "HTTP 404") && s.Failures >= 3 }, "404s retried")
+	waitStatus(t, h, func(s prefect.StreamStatus) bool { return strings.Contains(s.LastError, "HTTP 404") && s.Failures >= 3 }, "404s retried")
 	if n := strings.Count(said.String(), "unavailable"); n != 1 {
 		t.Errorf("fallback said %d times, want once:\n%s", n, said.String())
 	}
@@ -244,7 +243,7 @@ func TestE2E_EventHubSilent(t *testing.T) {
 	log.waitState(t, "RUNNING", 30*time.Second)
 }
 
-func waitStatus(t *testing.T, h *events.Hub, ok func(events.Status) bool, what string) {
+func waitStatus(t *testing.T, h *prefect.EventHub, ok func(prefect.StreamStatus) bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

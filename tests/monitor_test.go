@@ -15,7 +15,6 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
@@ -371,7 +370,7 @@ func TestE2E_MonitorEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := prefect.NewEventHub(events.Config{APIBase: base}, prefect.NoCredential())
+	hub := prefect.NewEventHub(prefect.EventHubConfig{APIBase: base}, prefect.NoCredential())
 	defer hub.Close()
 	m := mr.start(t, nil, hub)
 	defer m.Close()

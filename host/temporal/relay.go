@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Watcher hears that a workflow is about to wait on a sleep that Prefect's
@@ -48,7 +48,7 @@ const (
 // A watch lasts while its workflow keeps waiting: every wakeable sleep
 // renews it, and it ends RelayGrace after the last one, or as soon as a
 // signal finds the workflow closed. The hub's connected notice
-// (events.Connected) wakes a workflow once after its watch begins, for an
+// (prefect.StreamConnected) wakes a workflow once after its watch begins, for an
 // event that may have slipped between its last read and the subscription,
 // and again only after the stream was lost and came back (so the
 // reconnects that add runs to the stream's filter wake nobody).
@@ -87,16 +87,16 @@ type watch struct {
 type EventSource interface {
 	// Subscribe calls fn for each new event on the flow run, heard on the
 	// events websocket at path, until the returned function is called.
-	Subscribe(path, flowRunID string, fn func(events.Event)) (func(), error)
+	Subscribe(path, flowRunID string, fn func(prefect.Event)) (func(), error)
 }
 
 // statuser is what a hub may also offer: its stream's failure count.
 type statuser interface {
-	Status(path string) events.Status
+	Status(path string) prefect.StreamStatus
 }
 
 // NewRelay returns a Relay that follows runs on src (the worker's
-// events.Hub; see prefect.NewEventHub) and wakes workflows with signal.
+// prefect.EventHub; see prefect.NewEventHub) and wakes workflows with signal.
 // Close stops it; it does not close src.
 func NewRelay(src EventSource, signal Signaler) *Relay {
 	r := &Relay{src: src, signal: signal, now: time.Now, watches: map[string]*watch{}}
@@ -141,7 +141,7 @@ func (r *Relay) Watch(workflowID string, on abi.WakeOn, d time.Duration) {
 	w := &watch{key: key, path: on.EventsPath, until: until, stop: func() {}}
 	r.watches[workflowID] = w
 	r.mu.Unlock()
-	stop, err := r.src.Subscribe(on.EventsPath, on.FlowRunID, func(ev events.Event) { r.event(workflowID, w, ev) })
+	stop, err := r.src.Subscribe(on.EventsPath, on.FlowRunID, func(ev prefect.Event) { r.event(workflowID, w, ev) })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil || r.watches[workflowID] != w {
@@ -159,8 +159,8 @@ func (r *Relay) Watch(workflowID string, on abi.WakeOn, d time.Duration) {
 }
 
 // event queues the wake signal for an event on the watched run.
-func (r *Relay) event(id string, w *watch, ev events.Event) {
-	if ev.Name == events.Connected {
+func (r *Relay) event(id string, w *watch, ev prefect.Event) {
+	if ev.Name == prefect.StreamConnected {
 		failures := 0
 		if s, ok := r.src.(statuser); ok {
 			failures = s.Status(w.path).Failures

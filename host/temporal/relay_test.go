@@ -14,27 +14,27 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
+	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
 // fakeHub is an event source whose events the test delivers by hand.
 type fakeHub struct {
 	mu       sync.Mutex
-	subs     map[string]func(events.Event) // by flow run id
+	subs     map[string]func(prefect.Event) // by flow run id
 	subCalls int
 	stops    int
 	failures int
 }
 
-func (h *fakeHub) Subscribe(path, run string, fn func(events.Event)) (func(), error) {
+func (h *fakeHub) Subscribe(path, run string, fn func(prefect.Event)) (func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if path != "/events/out" {
 		return nil, fmt.Errorf("not an events path: %q", path)
 	}
 	if h.subs == nil {
-		h.subs = map[string]func(events.Event){}
+		h.subs = map[string]func(prefect.Event){}
 	}
 	h.subs[run] = fn
 	h.subCalls++
@@ -46,10 +46,10 @@ func (h *fakeHub) Subscribe(path, run string, fn func(events.Event)) (func(), er
 	}, nil
 }
 
-func (h *fakeHub) Status(string) events.Status {
+func (h *fakeHub) Status(string) prefect.StreamStatus {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return events.Status{Failures: h.failures}
+	return prefect.StreamStatus{Failures: h.failures}
 }
 
 func (h *fakeHub) send(run, name string) {
@@ -57,7 +57,7 @@ func (h *fakeHub) send(run, name string) {
 	fn := h.subs[run]
 	h.mu.Unlock()
 	if fn != nil {
-		fn(events.Event{ID: fmt.Sprint(time.Now().UnixNano()), Name: name, FlowRunID: run})
+		fn(prefect.Event{ID: fmt.Sprint(time.Now().UnixNano()), Name: name, FlowRunID: run})
 	}
 }
 
@@ -129,13 +129,13 @@ func TestRelay(t *testing.T) {
 		}, 1},
 		{"the first connected notice wakes, a reconnect for the filter does not, one after a loss does", []step{
 			{func(h *fakeHub, r *Relay, _ *signals, _ func(time.Duration)) { r.Watch("wf-1", on(runA), time.Minute) }, ""},
-			{func(h *fakeHub, _ *Relay, _ *signals, _ func(time.Duration)) { h.send(runA, events.Connected) }, "wf-1"},
-			{func(h *fakeHub, _ *Relay, _ *signals, _ func(time.Duration)) { h.send(runA, events.Connected) }, ""},
+			{func(h *fakeHub, _ *Relay, _ *signals, _ func(time.Duration)) { h.send(runA, prefect.StreamConnected) }, "wf-1"},
+			{func(h *fakeHub, _ *Relay, _ *signals, _ func(time.Duration)) { h.send(runA, prefect.StreamConnected) }, ""},
 			{func(h *fakeHub, _ *Relay, _ *signals, _ func(time.Duration)) {
 				h.mu.Lock()
 				h.failures++
 				h.mu.Unlock()
-				h.send(runA, events.Connected)
+				h.send(runA, prefect.StreamConnected)
 			}, "wf-1"},
 		}, 1},
 		{"a closed workflow's watch ends at its first signal", []step{

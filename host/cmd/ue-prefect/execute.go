@@ -18,7 +18,6 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -348,7 +347,7 @@ func execute(ctx context.Context, inv *invocation, stdout, stderr io.Writer, sig
 	// when the flow run changes; polling stays the floor. The hub connects
 	// only when the plugin first waits with wake_on.
 	if inv.command == "launch" && !inv.noEvents {
-		hub := prefect.NewEventHub(events.Config{
+		hub := prefect.NewEventHub(prefect.EventHubConfig{
 			APIBase:   inv.apiBase,
 			UserAgent: cfg.UserAgent,
 			Log:       func(msg string) { logf("warning: %s", msg) },

@@ -30,7 +30,6 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/ue-prefect/ue-prefect/abi"
-	"github.com/ue-prefect/ue-prefect/host/events"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	uetemporal "github.com/ue-prefect/ue-prefect/host/temporal"
 )
@@ -229,7 +228,7 @@ func runWorker(stderr io.Writer, wc workerConfig) int {
 	if wc.events {
 		// One hub for the worker: one event stream per workspace serves
 		// every workflow waiting here; an event sends its workflow `wake`.
-		hub := prefect.NewEventHub(events.Config{APIBase: base, UserAgent: userAgent,
+		hub := prefect.NewEventHub(prefect.EventHubConfig{APIBase: base, UserAgent: userAgent,
 			Log: func(msg string) { fmt.Fprintln(stderr, "ue-prefect-temporal worker: warning:", msg) }}, cred)
 		defer hub.Close()
 		relay := uetemporal.NewRelay(hub, uetemporal.SignalWith(c.SignalWorkflow))

@@ -1,4 +1,4 @@
-package events
+package prefect
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// The session tests run the Hub against a scripted websocket server that
+// The session tests run the EventHub against a scripted websocket server that
 // speaks Prefect's side of /api/events/out (src/prefect/server/api/events.py
 // stream_workspace_events_out and utilities/subscriptions.py
 // accept_prefect_socket): accept with subprotocol "prefect", read the auth
@@ -145,20 +145,20 @@ func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// recorder collects what the subscribers heard.
-type recorder struct {
+// eventRecorder collects what the subscribers heard.
+type eventRecorder struct {
 	mu  sync.Mutex
 	evs []Event
 }
 
-func (r *recorder) add(e Event) {
+func (r *eventRecorder) add(e Event) {
 	r.mu.Lock()
 	r.evs = append(r.evs, e)
 	r.mu.Unlock()
 }
 
 // count returns how many events named name each run heard.
-func (r *recorder) count(name string) map[string]int {
+func (r *eventRecorder) count(name string) map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := map[string]int{}
@@ -170,7 +170,7 @@ func (r *recorder) count(name string) map[string]int {
 	return n
 }
 
-func (r *recorder) names() []string {
+func (r *eventRecorder) names() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -180,13 +180,13 @@ func (r *recorder) names() []string {
 	return out
 }
 
-// fast is a Config scaled for tests.
-func fast(t *testing.T, s *scripted) Config {
+// fast is a EventHubConfig scaled for tests.
+func fast(t *testing.T, s *scripted) EventHubConfig {
 	base, err := url.Parse(s.srv.URL + "/api")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{APIBase: base, UserAgent: "ue-prefect/test",
+	return EventHubConfig{APIBase: base, UserAgent: "ue-prefect/test",
 		PingInterval: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 80 * time.Millisecond,
 		Healthy: 200 * time.Millisecond, Resubscribe: 20 * time.Millisecond}
@@ -217,7 +217,7 @@ func eventMsg(id, run, name, state string, at time.Time) string {
 // TestSessionHandshake: the handshake is Prefect's: subprotocol
 // "prefect", an auth message with the token as is (null without one), a
 // filter naming the watched run with backfill; backfilled events reach the
-// subscriber, and once the connection is healthy it hears Connected once.
+// subscriber, and once the connection is healthy it hears StreamConnected once.
 func TestSessionHandshake(t *testing.T) {
 	for _, tc := range []struct {
 		name, token, wantToken string
@@ -233,15 +233,15 @@ func TestSessionHandshake(t *testing.T) {
 			var said strings.Builder
 			var smu sync.Mutex
 			cfg.Log = func(m string) { smu.Lock(); said.WriteString(m + "\n"); smu.Unlock() }
-			h := New(cfg)
+			h := newEventHub(cfg)
 			defer h.Close()
-			var rec recorder
+			var rec eventRecorder
 			if _, err := h.Subscribe("/events/out", strings.ToUpper(runA), rec.add); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "Connected", func() bool { return rec.count(Connected)[runA] == 1 })
+			waitFor(t, "StreamConnected", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 			got := rec.names()
-			if want := []string{"aaaa prefect.flow-run.Pending", "aaaa " + Connected}; strings.Join(got, ",") != strings.Join(want, ",") {
+			if want := []string{"aaaa prefect.flow-run.Pending", "aaaa " + StreamConnected}; strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("heard %q, want %q", got, want)
 			}
 			cs := s.seen()
@@ -294,8 +294,8 @@ func TestSessionAuthRefused(t *testing.T) {
 	var said strings.Builder
 	var smu sync.Mutex
 	cfg.Log = func(m string) { smu.Lock(); said.WriteString(m + "\n"); smu.Unlock() }
-	h := New(cfg)
-	var rec recorder
+	h := newEventHub(cfg)
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
@@ -322,9 +322,9 @@ func TestSessionSilent(t *testing.T) {
 	s := newScripted(t, func(int) behaviour { return silent })
 	cfg := fast(t, s)
 	cfg.Healthy = 2 * time.Second
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
@@ -346,9 +346,9 @@ func TestSessionSilentBeforePing(t *testing.T) {
 	s := newScripted(t, func(int) behaviour { return silent })
 	cfg := fast(t, s)
 	cfg.PingInterval, cfg.Healthy = time.Minute, 50*time.Millisecond
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
@@ -375,9 +375,9 @@ func TestSessionFlapping(t *testing.T) {
 	})
 	cfg := fast(t, s)
 	cfg.BackoffMin, cfg.BackoffMax = 40*time.Millisecond, 160*time.Millisecond
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	for _, id := range []string{runA, runB} {
 		if _, err := h.Subscribe("/events/out", id, rec.add); err != nil {
 			t.Fatal(err)
@@ -398,10 +398,10 @@ func TestSessionFlapping(t *testing.T) {
 			t.Errorf("attempt %d came %s after the previous, want about %s (capped at %s)", i, gap, want, cfg.BackoffMax)
 		}
 	}
-	waitFor(t, "Connected after the flapping", func() bool { return len(rec.count(Connected)) == 2 })
+	waitFor(t, "StreamConnected after the flapping", func() bool { return len(rec.count(StreamConnected)) == 2 })
 	time.Sleep(cfg.Healthy)
-	if got := rec.count(Connected); got[runA] != 1 || got[runB] != 1 {
-		t.Errorf("Connected per run = %v, want one each (a catch-up per healthy connection, none per flap)", got)
+	if got := rec.count(StreamConnected); got[runA] != 1 || got[runB] != 1 {
+		t.Errorf("StreamConnected per run = %v, want one each (a catch-up per healthy connection, none per flap)", got)
 	}
 	if st := h.Status("/events/out"); st.Connects != flaps+1 || st.Healthy != 1 || st.Failures != flaps {
 		t.Errorf("status %+v", st)
@@ -420,14 +420,14 @@ func TestSessionBackoffReset(t *testing.T) {
 	})
 	cfg := fast(t, s)
 	cfg.BackoffMin, cfg.BackoffMax = 40*time.Millisecond, 2*time.Second
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the connection that stays", func() bool { return len(s.seen()) > healthy })
-	waitFor(t, "its catch-up", func() bool { return rec.count(Connected)[runA] > 0 })
+	waitFor(t, "its catch-up", func() bool { return rec.count(StreamConnected)[runA] > 0 })
 	kicked := time.Now()
 	s.kickAll()
 	waitFor(t, "two attempts after it", func() bool { return len(s.seen()) >= healthy+3 })
@@ -451,13 +451,13 @@ func TestSessionCatchUp(t *testing.T) {
 	s := newScripted(t, func(int) behaviour { return stay },
 		eventMsg("e1", runA, "prefect.flow-run.Running", "RUNNING", at))
 	cfg := fast(t, s)
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "A's catch-up", func() bool { return rec.count(Connected)[runA] == 1 })
+	waitFor(t, "A's catch-up", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 
 	// A second run: the hub reconnects with a filter naming both; only B
 	// is owed a read.
@@ -465,22 +465,22 @@ func TestSessionCatchUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B's catch-up", func() bool { return rec.count(Connected)[runB] == 1 })
+	waitFor(t, "B's catch-up", func() bool { return rec.count(StreamConnected)[runB] == 1 })
 	if cs := s.seen(); len(cs) != 2 || !strings.Contains(cs[1].filter, runA) || !strings.Contains(cs[1].filter, runB) {
 		t.Fatalf("connections %+v, want a second one naming both runs", cs)
 	}
-	if got := rec.count(Connected); got[runA] != 1 {
-		t.Errorf("Connected per run = %v after adding B, want A still once", got)
+	if got := rec.count(StreamConnected); got[runA] != 1 {
+		t.Errorf("StreamConnected per run = %v after adding B, want A still once", got)
 	}
 
 	// The server goes away: after the reconnect, both are owed a read; a
 	// run unsubscribed meanwhile is not.
 	stopB()
 	s.kickAll()
-	waitFor(t, "A's second catch-up", func() bool { return rec.count(Connected)[runA] == 2 })
+	waitFor(t, "A's second catch-up", func() bool { return rec.count(StreamConnected)[runA] == 2 })
 	time.Sleep(cfg.Healthy)
-	if got := rec.count(Connected); got[runA] != 2 || got[runB] != 1 {
-		t.Errorf("Connected per run = %v, want A twice and B (unsubscribed) once", got)
+	if got := rec.count(StreamConnected); got[runA] != 2 || got[runB] != 1 {
+		t.Errorf("StreamConnected per run = %v, want A twice and B (unsubscribed) once", got)
 	}
 	if got := rec.count("prefect.flow-run.Running"); got[runA] != 1 {
 		t.Errorf("the backfilled event reached A %d times over %d connections, want once", got[runA], len(s.seen()))
@@ -492,29 +492,29 @@ func TestSessionCatchUp(t *testing.T) {
 
 // TestSessionResubscribeHealthy: a connection that replaces a healthy one
 // only to add a run to the filter is healthy at once: the added run's
-// catch-up does not wait Config.Healthy again (runs added more often than
+// catch-up does not wait EventHubConfig.Healthy again (runs added more often than
 // that would otherwise never get one).
 func TestSessionResubscribeHealthy(t *testing.T) {
 	s := newScripted(t, func(int) behaviour { return stay })
 	cfg := fast(t, s)
 	cfg.Healthy = 2 * time.Second
-	h := New(cfg)
+	h := newEventHub(cfg)
 	defer h.Close()
-	var rec recorder
+	var rec eventRecorder
 	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "A's catch-up", func() bool { return rec.count(Connected)[runA] == 1 })
+	waitFor(t, "A's catch-up", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 	added := time.Now()
 	if _, err := h.Subscribe("/events/out", runB, rec.add); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B's catch-up", func() bool { return rec.count(Connected)[runB] == 1 })
+	waitFor(t, "B's catch-up", func() bool { return rec.count(StreamConnected)[runB] == 1 })
 	if d := time.Since(added); d >= cfg.Healthy*3/4 {
 		t.Errorf("B's catch-up came %s after it was added, want at once (the stream was healthy)", d)
 	}
-	if got := rec.count(Connected); got[runA] != 1 || len(s.seen()) != 2 {
-		t.Errorf("Connected per run = %v over %d connections, want A once over 2", got, len(s.seen()))
+	if got := rec.count(StreamConnected); got[runA] != 1 || len(s.seen()) != 2 {
+		t.Errorf("StreamConnected per run = %v over %d connections, want A once over 2", got, len(s.seen()))
 	}
 }
 

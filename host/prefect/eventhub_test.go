@@ -1,4 +1,4 @@
-package events
+package prefect
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 
 func testStream(maxRuns int, ids ...string) *stream {
 	base, _ := url.Parse("http://127.0.0.1:1/api")
-	h := New(Config{APIBase: base, MaxFilterRuns: maxRuns})
+	h := newEventHub(EventHubConfig{APIBase: base, MaxFilterRuns: maxRuns})
 	s := &stream{hub: h, subs: map[string][]*sub{}, changed: make(chan struct{}, 1), seen: map[string]time.Time{}, owed: map[string]bool{}}
 	for _, id := range ids {
 		s.subs[id] = []*sub{{fn: func(Event) {}}}
@@ -85,7 +85,7 @@ func TestDeliver(t *testing.T) {
 // TestSubscribeRefuses: only an events path and a flow run id.
 func TestSubscribeRefuses(t *testing.T) {
 	base, _ := url.Parse("http://127.0.0.1:1/api")
-	h := New(Config{APIBase: base})
+	h := newEventHub(EventHubConfig{APIBase: base})
 	defer h.Close()
 	for _, tc := range []struct{ path, id string }{
 		{"/flow_runs/x", "3b5d7f91-2c4e-4d6f-8a0b-1c2d3e4f5a6b"},
