@@ -13,13 +13,49 @@ import (
 	"github.com/coder/websocket"
 )
 
-// session is one connection: handshake, then events until it fails, goes
-// silent, or the filter must change. healthy reports whether it stayed
-// open for EventHubConfig.Healthy.
+// session is one connection of a stream: the handshake, then events until
+// it fails, goes silent, or the filter must change.
+type session struct {
+	s       *stream
+	cfg     EventHubConfig
+	c       *websocket.Conn
+	cancel  context.CancelFunc // ends the connection
+	errc    chan error         // why the keep-alive ended it
+	healthy atomic.Bool        // it stayed open for cfg.Healthy, then answered a ping
+}
+
+// session runs one connection. healthy reports whether it stayed open for
+// EventHubConfig.Healthy.
 func (s *stream) session(ctx context.Context) (healthy bool, err error) {
-	cfg := s.hub.cfg
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ss := &session{s: s, cfg: s.hub.cfg, cancel: cancel, errc: make(chan error, 2)}
+	if err := ss.open(ctx); err != nil {
+		return false, err
+	}
+	defer ss.c.CloseNow()
+
+	if s.upSince.IsZero() {
+		s.upSince = time.Now()
+	}
+
+	// Keep-alive, health and resubscription beside the reader.
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		ss.keepAlive(ctx, s.upSince)
+	}()
+	// A change that arrived during the handshake may not be in the filter.
+	if s.needsResubscribe() {
+		s.poke()
+	}
+	return ss.read(ctx, done)
+}
+
+// open dials and completes the handshake: auth, then the filter.
+func (ss *session) open(ctx context.Context) error {
+	s, cfg := ss.s, ss.cfg
 	hctx, hcancel := context.WithTimeout(ctx, DefaultHandshake)
 	defer hcancel()
 	hdr := http.Header{}
@@ -32,9 +68,14 @@ func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 		Subprotocols: []string{"prefect"},
 	})
 	if derr != nil {
-		return false, dialError(resp, derr)
+		return dialError(resp, derr)
 	}
-	defer c.CloseNow()
+	opened := false
+	defer func() {
+		if !opened {
+			c.CloseNow()
+		}
+	}()
 	c.SetReadLimit(readLimit)
 
 	// 2. auth
@@ -45,26 +86,26 @@ func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 		}
 	}
 	if err := writeJSON(hctx, c, map[string]any{"type": "auth", "token": token}); err != nil {
-		return false, closeError("sending the auth message", err)
+		return closeError("sending the auth message", err)
 	}
 	var reply struct {
 		Type   string `json:"type"`
 		Reason string `json:"reason"`
 	}
 	if err := readJSON(hctx, c, &reply); err != nil {
-		return false, closeError("authenticating", err)
+		return closeError("authenticating", err)
 	}
 	if reply.Type != "auth_success" {
-		return false, fmt.Errorf("authentication refused (%s)", clip(firstNonEmpty(reply.Reason, reply.Type)))
+		return fmt.Errorf("authentication refused (%s)", clip(firstNonEmpty(reply.Reason, reply.Type)))
 	}
 
 	// 3. filter
 	filter, err := s.filter(time.Now())
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := c.Write(hctx, websocket.MessageText, filter); err != nil {
-		return false, closeError("sending the filter", err)
+		return closeError("sending the filter", err)
 	}
 	hcancel()
 	s.mu.Lock()
@@ -73,74 +114,71 @@ func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 	s.status.LastError = ""
 	s.mu.Unlock()
 
-	if s.upSince.IsZero() {
-		s.upSince = time.Now()
-	}
-	upSince := s.upSince
+	ss.c, opened = c, true
+	return nil
+}
 
-	// Keep-alive, health and resubscription beside the reader.
-	errc := make(chan error, 2)
-	var isHealthy atomic.Bool
-	done := make(chan struct{})
-	defer func() { cancel(); <-done }()
-	go func() {
-		defer close(done)
-		t := time.NewTicker(cfg.PingInterval)
-		defer t.Stop()
-		ht := time.NewTimer(max(0, cfg.Healthy-time.Since(upSince)))
-		defer ht.Stop()
-		var resub <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ht.C:
-				// A proxy may hold a dead socket open: healthy also
-				// means that it answers a ping now.
-				pctx, pcancel := context.WithTimeout(ctx, cfg.PingTimeout)
-				err := c.Ping(pctx)
-				pcancel()
-				if err != nil {
-					if ctx.Err() == nil {
-						errc <- fmt.Errorf("no answer to a keep-alive ping within %s", cfg.PingTimeout)
-						cancel()
-					}
-					return
-				}
-				isHealthy.Store(true)
-				s.mu.Lock()
-				s.status.Healthy++
-				s.mu.Unlock()
-				s.hub.up()
-				s.catchUp()
-			case <-s.changed:
-				if s.needsResubscribe() && resub == nil {
-					resub = time.After(cfg.Resubscribe)
-				}
-			case <-resub:
-				resub = nil
-				if s.needsResubscribe() {
-					errc <- errResubscribe
-					cancel()
-					return
-				}
-			case <-t.C:
-				pctx, pcancel := context.WithTimeout(ctx, cfg.PingTimeout)
-				err := c.Ping(pctx)
-				pcancel()
-				if err != nil && ctx.Err() == nil {
+// keepAlive pings, marks the connection healthy, and ends it for a
+// missing pong or a change of the watched runs, until ctx ends.
+func (ss *session) keepAlive(ctx context.Context, upSince time.Time) {
+	s, cfg, c, cancel, errc := ss.s, ss.cfg, ss.c, ss.cancel, ss.errc
+	t := time.NewTicker(cfg.PingInterval)
+	defer t.Stop()
+	ht := time.NewTimer(max(0, cfg.Healthy-time.Since(upSince)))
+	defer ht.Stop()
+	var resub <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ht.C:
+			// A proxy may hold a dead socket open: healthy also
+			// means that it answers a ping now.
+			pctx, pcancel := context.WithTimeout(ctx, cfg.PingTimeout)
+			err := c.Ping(pctx)
+			pcancel()
+			if err != nil {
+				if ctx.Err() == nil {
 					errc <- fmt.Errorf("no answer to a keep-alive ping within %s", cfg.PingTimeout)
 					cancel()
-					return
 				}
+				return
+			}
+			ss.healthy.Store(true)
+			s.mu.Lock()
+			s.status.Healthy++
+			s.mu.Unlock()
+			s.hub.up()
+			s.catchUp()
+		case <-s.changed:
+			if s.needsResubscribe() && resub == nil {
+				resub = time.After(cfg.Resubscribe)
+			}
+		case <-resub:
+			resub = nil
+			if s.needsResubscribe() {
+				errc <- errResubscribe
+				cancel()
+				return
+			}
+		case <-t.C:
+			pctx, pcancel := context.WithTimeout(ctx, cfg.PingTimeout)
+			err := c.Ping(pctx)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("no answer to a keep-alive ping within %s", cfg.PingTimeout)
+				cancel()
+				return
 			}
 		}
-	}()
-	// A change that arrived during the handshake may not be in the filter.
-	if s.needsResubscribe() {
-		s.poke()
 	}
+}
 
+// read hands the stream its events until the connection ends, and reports
+// why it ended and whether it was healthy. done closes when keepAlive has
+// returned.
+func (ss *session) read(ctx context.Context, done <-chan struct{}) (bool, error) {
+	c, cancel, errc := ss.c, ss.cancel, ss.errc
 	// 4. events
 	for {
 		var msg struct {
@@ -156,15 +194,15 @@ func (s *stream) session(ctx context.Context) (healthy bool, err error) {
 				}
 				cancel()
 				<-done
-				return isHealthy.Load(), e
+				return ss.healthy.Load(), e
 			default:
 			}
 			cancel()
 			<-done
-			return isHealthy.Load(), closeError("reading events", err)
+			return ss.healthy.Load(), closeError("reading events", err)
 		}
 		if msg.Type == "event" {
-			s.deliver(msg.Event)
+			ss.s.deliver(msg.Event)
 		}
 	}
 }
