@@ -118,8 +118,9 @@ func (cs *callState) blockingCtx() (context.Context, context.CancelFunc) {
 func (cs *callState) nowMS() int64 { return cs.clock.Since().Milliseconds() }
 
 // NewFunctions returns the host functions without a plugin, for a program
-// that drives package flowrun's machine natively (host/temporal's
-// activities). Its User-Agent names no plugin version.
+// that drives package flowrun's machine natively. Its User-Agent names no
+// plugin version. (A program that needs only the HTTP exchange, as the
+// Temporal activities do, uses prefect.Client.)
 func NewFunctions(ctx context.Context, cfg RunConfig) (*Functions, error) {
 	cs, err := newCallState(ctx, cfg)
 	if err != nil {
