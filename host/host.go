@@ -22,7 +22,6 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
-	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // Runtime holds a compiled plugin. It is safe for concurrent use: each Run
@@ -501,22 +500,19 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// userAgent is ua, or one naming the plugin's version.
-func (r *Runtime) userAgent(ua string) string {
-	if ua != "" {
-		return ua
-	}
+// UserAgent is the User-Agent of a run whose Connection names none: one
+// naming the plugin's version.
+func (r *Runtime) UserAgent() string {
 	if r.info.PluginVersion != "" {
 		return "ue-prefect/" + r.info.PluginVersion
 	}
 	return "ue-prefect"
 }
 
-// newClient is prefect.NewClient for a MonitorConfig, with the User-Agent
-// of a run.
-func (r *Runtime) newClient(c prefect.Connection, clock Clock) *prefect.Client {
-	c.UserAgent = r.userAgent(c.UserAgent)
-	// MonitorConfig's APIBase is checked first, the one error NewClient has.
-	d, _ := prefect.NewClient(c, clock.Now)
-	return d
+// userAgent is ua, or r.UserAgent().
+func (r *Runtime) userAgent(ua string) string {
+	if ua != "" {
+		return ua
+	}
+	return r.UserAgent()
 }

@@ -35,7 +35,7 @@ func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput
 	}
 	defer func() {
 		if s != nil {
-			s.close(ctx)
+			s.Close(ctx)
 		}
 	}()
 	fns := &Functions{cs: cs}
@@ -58,7 +58,7 @@ func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput
 				return fail(err)
 			}
 		}
-		out, err := s.step(ctx, step)
+		out, err := s.Step(ctx, step)
 		if err != nil {
 			return fail(err)
 		}
@@ -81,7 +81,7 @@ func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput
 				ev = abi.Event{Kind: abi.EventHTTP, HTTP: &resp}
 			case abi.CommandSleep:
 				if time.Duration(c.Sleep.DurationMS)*time.Millisecond >= cs.cfg.ParkAfter {
-					s.close(ctx)
+					s.Close(ctx)
 					s = nil
 					unloaded := r.park(ctx)
 					if f := cs.cfg.OnPark; f != nil {

@@ -9,12 +9,12 @@ import (
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
-// stepper is one plugin instance kept for many calls of the step export.
+// Stepper is one plugin instance kept for many calls of the step export.
 // Step calls no host function and keeps nothing between calls (the whole
 // state is the checkpoint it is given), so one instance can step any run;
 // reusing it saves an instantiation and the Go runtime's _initialize per
 // step. It is not safe for concurrent use.
-type stepper struct {
+type Stepper struct {
 	r       *Runtime
 	mod     api.Module
 	k       *kernel
@@ -22,14 +22,16 @@ type stepper struct {
 	release func() // the Runtime's use count (acquire)
 }
 
-func (r *Runtime) newStepper(ctx context.Context) (*stepper, error) {
+// NewStepper instantiates the plugin once for many Step calls (the
+// Monitor's pool keeps a few).
+func (r *Runtime) NewStepper(ctx context.Context) (*Stepper, error) {
 	return r.newRunStepper(ctx, nil)
 }
 
-// newRunStepper is a stepper with the clocks of the run cs (nil: the
+// newRunStepper is a Stepper with the clocks of the run cs (nil: the
 // system's). A run on the system clocks takes the instance kept from load
 // if it is still there.
-func (r *Runtime) newRunStepper(ctx context.Context, cs *callState) (*stepper, error) {
+func (r *Runtime) newRunStepper(ctx context.Context, cs *callState) (*Stepper, error) {
 	rt, compiled, release, err := r.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -39,7 +41,7 @@ func (r *Runtime) newRunStepper(ctx context.Context, cs *callState) (*stepper, e
 			r.mu.Lock()
 			stderr := r.spareStderr
 			r.mu.Unlock()
-			return &stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
+			return &Stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
 		}
 	}
 	stderr := new(bytes.Buffer)
@@ -48,12 +50,12 @@ func (r *Runtime) newRunStepper(ctx context.Context, cs *callState) (*stepper, e
 		release()
 		return nil, r.trapError("instantiating the plugin", err, stderr)
 	}
-	return &stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
+	return &Stepper{r: r, mod: mod, k: newKernel(64 << 20), stderr: stderr, release: release}, nil
 }
 
-// step calls the step export once. After an error the instance may be
+// Step calls the step export once. After an error the instance may be
 // broken (a trap leaves it in an unknown state): the caller closes it.
-func (s *stepper) step(ctx context.Context, in abi.StepInput) (abi.StepOutput, error) {
+func (s *Stepper) Step(ctx context.Context, in abi.StepInput) (abi.StepOutput, error) {
 	input, err := json.Marshal(in)
 	if err != nil {
 		return abi.StepOutput{}, err
@@ -70,7 +72,8 @@ func (s *stepper) step(ctx context.Context, in abi.StepInput) (abi.StepOutput, e
 	return so, nil
 }
 
-func (s *stepper) close(ctx context.Context) {
+// Close releases the instance.
+func (s *Stepper) Close(ctx context.Context) {
 	s.mod.Close(ctx)
 	s.release()
 }

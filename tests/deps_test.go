@@ -25,6 +25,8 @@ func TestImportPolicy(t *testing.T) {
 		// coder/websocket: Prefect's events websocket; no dependencies of its own.
 		{"./host/prefect", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/coder/websocket"}, nil},
 		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},
+		// The Monitor: the runtime and the wire, never a command.
+		{"./host/monitor", false, []string{"github.com/ue-prefect/ue-prefect/host", "github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, []string{"github.com/ue-prefect/ue-prefect/host/cmd/ue-prefect"}},
 		// Test kits for other hosts: no plugin internals, no runtime.
 		{"./host/hosttest", false, []string{"github.com/ue-prefect/ue-prefect/host/internal/"}, nil},
 		{"./plugin/flowrun/flowruntest", false, []string{"github.com/ue-prefect/ue-prefect/abi"}, []string{"net", "net/http", "os/exec"}},

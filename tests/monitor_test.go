@@ -15,6 +15,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/monitor"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
@@ -42,7 +43,7 @@ func newMonitorRig(t *testing.T, env *rig.Env) *monitorRig {
 	return mr
 }
 
-func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSource) *host.Monitor {
+func (mr *monitorRig) start(t *testing.T, store monitor.Store, ev ...host.EventSource) *monitor.Monitor {
 	t.Helper()
 	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
 	if err != nil {
@@ -52,7 +53,7 @@ func (mr *monitorRig) start(t *testing.T, store host.Store, ev ...host.EventSour
 	if len(ev) > 0 {
 		src = ev[0]
 	}
-	m, err := host.NewMonitor(context.Background(), mr.rt, host.MonitorConfig{
+	m, err := monitor.New(context.Background(), mr.rt, monitor.Config{
 		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		Store:      store, Events: src,
 		OnOutcome: func(key string, out abi.RunOutput) {
@@ -131,7 +132,7 @@ func filterIDs(body []byte) []string {
 func TestE2E_Monitor(t *testing.T) {
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
-	m := mr.start(t, host.NewMemoryStore())
+	m := mr.start(t, monitor.NewMemoryStore())
 	defer m.Close()
 
 	ctx := ctxT(t, 4*time.Minute)
@@ -233,14 +234,14 @@ func TestE2E_MonitorRestart(t *testing.T) {
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	dir := t.TempDir()
-	store, err := host.NewFileStore(dir)
+	store, err := monitor.NewFileStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m1 := mr.start(t, store)
 	tag := fmt.Sprintf("monr-%d", time.Now().UnixNano())
 	var keys []string
-	var watches []*host.Watch
+	var watches []*monitor.Watch
 	for i := range 3 {
 		key := fmt.Sprintf("%s-%d", tag, i)
 		w, err := m1.Launch(key, abi.Fields{Deployment: "sleepy/sleepy", PollInterval: "1", Parameters: `{"parameters":{"seconds":8}}`})
@@ -451,7 +452,7 @@ func TestE2E_MonitorServerLimit(t *testing.T) {
 		ids = append(ids, made["id"].(string))
 	}
 	mr := newMonitorRig(t, &rig.Env{Server: srv})
-	m := mr.start(t, host.NewMemoryStore())
+	m := mr.start(t, monitor.NewMemoryStore())
 	defer m.Close()
 	var keys []string
 	for i, id := range ids {

@@ -76,7 +76,7 @@ func retry(f func() error) error {
 }
 
 // BenchmarkMonitor follows N flow runs (UE_PREFECT_BENCH_MONITOR_N,
-// default 1,000; the figure is 10,000) with one host.Monitor in a child process, behind a proxy
+// default 1,000; the figure is 10,000) with one monitor.Monitor in a child process, behind a proxy
 // that admits 625 requests a minute (Prefect Cloud's Hobby limit). The runs
 // are created through the API on an unserved deployment, and once the
 // Monitor has followed them for two poll intervals

@@ -1,5 +1,5 @@
 // Command monitorproc is the process the Monitor bench measures: it
-// follows every flow run id of a file through one host.Monitor and reports
+// follows every flow run id of a file through one monitor.Monitor and reports
 // the outcomes, the Monitor's request counters and its own peak RSS.
 //
 //	monitorproc -api URL -ids FILE -interval S -out FILE
@@ -21,6 +21,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/monitor"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -84,7 +85,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	outs := make(map[string]outcome, len(ids))
 	all := make(chan struct{})
 	warns := 0
-	m, err := host.NewMonitor(ctx, rt, host.MonitorConfig{
+	m, err := monitor.New(ctx, rt, monitor.Config{
 		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		Instances:  instances,
 		OnOutcome: func(key string, out abi.RunOutput) {

@@ -1,10 +1,11 @@
-package host
+package monitor
 
 import (
 	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -28,12 +30,12 @@ const (
 	DefaultBatchWindow = time.Second
 )
 
-// MonitorConfig configures a Monitor.
-type MonitorConfig struct {
-	// Connection is how every run reaches Prefect, as in RunConfig.
+// Config configures a Monitor.
+type Config struct {
+	// Connection is how every run reaches Prefect, as in host.RunConfig.
 	prefect.Connection
-	// Clock supplies time; nil means RealClock().
-	Clock Clock
+	// Clock supplies time; nil means host.RealClock().
+	Clock host.Clock
 
 	// Store keeps unfinished runs' checkpoints; nil means a new
 	// MemoryStore. Give a FileStore or your own to survive a restart.
@@ -54,7 +56,7 @@ type MonitorConfig struct {
 	// Events, if set, ends a run's poll sleep as soon as Prefect reports an
 	// event for its flow run (abi.WakeOn; prefect.NewEventHub, one per process);
 	// the machine then reads the run and decides. Polling stays the floor.
-	Events EventSource
+	Events host.EventSource
 
 	// Log receives each run's lines for people.
 	Log func(key string, l abi.LogRecord)
@@ -70,15 +72,15 @@ type MonitorConfig struct {
 // request, and each machine gets its row as the answer to its own GET
 // /flow_runs/{id}.
 //
-// A Monitor lives long, so give it a Runtime on compiled code: from a warm
-// compile cache, or WithoutCache. With a cold cache NewRuntime runs the
-// plugin in the interpreter for the life of that Runtime (right for one
-// short CLI run, several times slower per step here); after its WaitCache,
-// a new Runtime loads the compiled code.
+// A Monitor lives long, so give it a host.Runtime on compiled code: from a
+// warm compile cache, or host.WithoutCache. With a cold cache
+// host.NewRuntime runs the plugin in the interpreter for the life of that
+// Runtime (right for one short CLI run, several times slower per step
+// here); after its WaitCache, a new Runtime loads the compiled code.
 type Monitor struct {
-	rt    *Runtime
-	cfg   MonitorConfig
-	clock Clock
+	rt    *host.Runtime
+	cfg   Config
+	clock host.Clock
 	doer  *prefect.Client
 	store Store
 
@@ -100,7 +102,7 @@ type Monitor struct {
 	kick      chan struct{}
 	closed    bool
 	// For tests: trace sees each host-function call a run makes, as
-	// RunConfig.Trace does; beforeSleep sees each sleep before it begins.
+	// host.RunConfig.Trace does; beforeSleep sees each sleep before it begins.
 	trace       func(fn string, req, resp []byte)
 	beforeSleep func(key string, req abi.SleepRequest)
 	kept        map[string][]byte // checkpoints of ended runs whose fate is unknown
@@ -189,21 +191,21 @@ type job struct {
 	first  bool // the first step of a Launch, which waits for its Save
 }
 
-// NewMonitor starts a Monitor on rt and resumes every run in the store.
+// New starts a Monitor on rt and resumes every run in the store.
 // It runs until Close or until ctx ends.
-func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, error) {
+func New(ctx context.Context, rt *host.Runtime, cfg Config) (*Monitor, error) {
 	if cfg.APIBase == nil {
-		return nil, fmt.Errorf("host: MonitorConfig.APIBase is required")
+		return nil, fmt.Errorf("monitor: Config.APIBase is required")
 	}
 	if cfg.Target != abi.TargetCloud && cfg.Target != abi.TargetServer {
-		return nil, fmt.Errorf("host: MonitorConfig.Target %q is not %q or %q", cfg.Target, abi.TargetCloud, abi.TargetServer)
+		return nil, fmt.Errorf("monitor: Config.Target %q is not %q or %q", cfg.Target, abi.TargetCloud, abi.TargetServer)
 	}
 	m := &Monitor{rt: rt, cfg: cfg, clock: cfg.Clock, store: cfg.Store,
 		runs: map[string]*mrun{}, kept: map[string][]byte{}, byRun: map[string][]*mrun{}, queues: map[string]*pollQueue{},
 		kick: make(chan struct{}, 1), batchMax: MaxBatch}
 	m.cond = sync.NewCond(&m.mu)
 	if m.clock == nil {
-		m.clock = RealClock()
+		m.clock = host.RealClock()
 	}
 	if m.store == nil {
 		m.store = NewMemoryStore()
@@ -218,17 +220,17 @@ func NewMonitor(ctx context.Context, rt *Runtime, cfg MonitorConfig) (*Monitor, 
 		m.cfg.MaxInFlight = 16
 	}
 	m.sem = make(chan struct{}, m.cfg.MaxInFlight)
-	m.doer = rt.newClient(cfg.Connection, m.clock)
+	m.doer = newClient(rt, cfg.Connection, m.clock)
 	saved, err := m.store.Load()
 	if err != nil {
-		return nil, fmt.Errorf("host: loading the checkpoint store: %w", err)
+		return nil, fmt.Errorf("monitor: loading the checkpoint store: %w", err)
 	}
-	var steppers []*stepper
+	var steppers []*host.Stepper
 	for range m.cfg.Instances {
-		s, err := rt.newStepper(ctx)
+		s, err := rt.NewStepper(ctx)
 		if err != nil {
 			for _, s := range steppers {
-				s.close(ctx)
+				s.Close(ctx)
 			}
 			return nil, err
 		}
@@ -300,7 +302,7 @@ func (r *mrun) end(out abi.RunOutput) {
 // returns its Watch, once its first Save is done.
 func (m *Monitor) Launch(key string, fields abi.Fields) (*Watch, error) {
 	if key == "" {
-		return nil, fmt.Errorf("host: Monitor.Launch: empty key")
+		return nil, fmt.Errorf("monitor: Monitor.Launch: empty key")
 	}
 	if fields.Wait == "" {
 		fields.Wait = "true"
@@ -319,7 +321,7 @@ func (m *Monitor) launch(key string, in abi.RunInput) (*Watch, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("host: Monitor is closed")
+		return nil, fmt.Errorf("monitor: Monitor is closed")
 	}
 	r, ok := m.runs[key]
 	if !ok {
@@ -338,10 +340,10 @@ func (m *Monitor) launch(key string, in abi.RunInput) (*Watch, error) {
 	select {
 	case <-r.started:
 	case <-m.ctx.Done():
-		return nil, fmt.Errorf("host: Monitor is closed")
+		return nil, fmt.Errorf("monitor: Monitor is closed")
 	}
 	if r.startErr != nil {
-		return nil, fmt.Errorf("host: saving the run's checkpoint: %w", r.startErr)
+		return nil, fmt.Errorf("monitor: saving the run's checkpoint: %w", r.startErr)
 	}
 	return &Watch{r}, nil
 }
@@ -378,7 +380,7 @@ func (m *Monitor) Requests() Counters {
 
 // Waker ends a run's wait early, for an event source of the embedder's
 // own that hears a flow run change before the next poll (with
-// MonitorConfig.Events the Monitor subscribes to Prefect's events itself).
+// Config.Events the Monitor subscribes to Prefect's events itself).
 // The machine then reads the run and decides; an event alone concludes
 // nothing.
 type Waker interface {
@@ -492,11 +494,11 @@ func (m *Monitor) wakeJob(r *mrun, woken bool) {
 	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS(), Woken: woken}}}})
 }
 
-func (m *Monitor) worker(s *stepper) {
+func (m *Monitor) worker(s *host.Stepper) {
 	defer m.wg.Done()
 	defer func() {
 		if s != nil { // nil when a replacement instance could not be made
-			s.close(context.Background())
+			s.Close(context.Background())
 		}
 	}()
 	for {
@@ -525,7 +527,7 @@ func (m *Monitor) worker(s *stepper) {
 // advance steps one run from one event until it waits for something, and
 // parks it or hands its command on. It returns the stepper to use next
 // (a fresh one after a plugin fault).
-func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
+func (m *Monitor) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 	r, in := j.r, j.in
 	parked := false
 	defer func() {
@@ -537,17 +539,17 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 		if m.stopped() {
 			return s, nil
 		}
-		out, err := s.step(m.ctx, in)
+		out, err := s.Step(m.ctx, in)
 		if err != nil {
 			if m.stopped() {
 				return s, nil
 			}
-			s.close(m.ctx)
+			s.Close(m.ctx)
 			var nerr error
-			if s, nerr = m.rt.newStepper(m.ctx); nerr != nil {
+			if s, nerr = m.rt.NewStepper(m.ctx); nerr != nil {
 				return nil, nerr
 			}
-			m.finish(r, faultOutput(err))
+			m.finish(r, fault(err))
 			if j.first {
 				close(r.started)
 			}
@@ -565,7 +567,7 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 				m.mu.Lock()
 				r.startErr = serr
 				delete(m.runs, r.key)
-				r.end(faultOutput(fmt.Errorf("saving the run's checkpoint: %w", serr)))
+				r.end(fault(fmt.Errorf("saving the run's checkpoint: %w", serr)))
 				m.mu.Unlock()
 				close(r.started)
 				return s, nil
@@ -590,7 +592,7 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 			}
 		}
 		if last == nil {
-			m.finish(r, faultOutput(errors.New("the state machine stopped without a command")))
+			m.finish(r, fault(errors.New("the state machine stopped without a command")))
 			return s, nil
 		}
 		switch last.Kind {
@@ -613,7 +615,7 @@ func (m *Monitor) advance(s *stepper, j job) (*stepper, error) {
 			r.cmd = *last
 			m.request(r, *last.HTTP)
 		default:
-			m.finish(r, faultOutput(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
+			m.finish(r, fault(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
 		}
 		return s, nil
 	}
@@ -1181,4 +1183,31 @@ func (h *sleepHeap) Pop() any {
 	r.heapIdx = -1
 	*h = old[:len(old)-1]
 	return r
+}
+
+// fault is the outcome of a plugin or Monitor fault, as host.Runtime.Run
+// reports one: exit 1 with the fault as its message.
+func fault(err error) abi.RunOutput {
+	var ae *abi.Error
+	if !errors.As(err, &ae) {
+		ae = &abi.Error{Code: abi.CodeInternal, Message: err.Error()}
+	}
+	return abi.Failure(ae)
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// newClient is the Monitor's prefect.Client: a Connection without a
+// User-Agent gets the runtime's.
+func newClient(rt *host.Runtime, c prefect.Connection, clock host.Clock) *prefect.Client {
+	if c.UserAgent == "" {
+		c.UserAgent = rt.UserAgent()
+	}
+	// New checks APIBase first, the one error NewClient has.
+	d, _ := prefect.NewClient(c, clock.Now)
+	return d
 }

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"encoding/base64"
@@ -67,7 +67,7 @@ func TestFileStoreLongKeys(t *testing.T) {
 // run: the Monitor gives the machine the wall clock.
 func TestMonitorStartAt(t *testing.T) {
 	f := newFakePrefect(t)
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *f.base(t))
+	m, err := New(t.Context(), newTestRuntime(t), *f.base(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestMonitorKeepsUnknownFates(t *testing.T) {
 		}
 		return false
 	}
-	v1, err := os.ReadFile("../plugin/flowrun/testdata/checkpoint-v1.json")
+	v1, err := os.ReadFile("../../plugin/flowrun/testdata/checkpoint-v1.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestMonitorKeepsUnknownFates(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Store, cfg.OnOutcome = store, log.on
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestMonitorKeepsUnknownFates(t *testing.T) {
 	down = false
 	f.runs[fakeID(1)] = "COMPLETED"
 	f.mu.Unlock()
-	m, err = NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err = New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"crypto/sha256"
@@ -80,7 +80,7 @@ type FileStore struct{ dir string }
 // NewFileStore returns a FileStore in dir, creating it (mode 0700) if needed.
 func NewFileStore(dir string) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("host: checkpoint store: %w", err)
+		return nil, fmt.Errorf("monitor: checkpoint store: %w", err)
 	}
 	return &FileStore{dir: dir}, nil
 }
@@ -159,7 +159,7 @@ func (s *FileStore) Load() (map[string][]byte, error) {
 		}
 		var r fileRecord
 		if err := json.Unmarshal(b, &r); err != nil || r.Key == "" {
-			return nil, fmt.Errorf("host: checkpoint store: %s does not decode", e.Name())
+			return nil, fmt.Errorf("monitor: checkpoint store: %s does not decode", e.Name())
 		}
 		out[r.Key] = r.Checkpoint
 	}

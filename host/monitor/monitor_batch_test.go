@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"encoding/json"
@@ -28,7 +28,7 @@ func TestMonitorRidersAreNotPolls(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.OnOutcome = log.on
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestMonitorServerLimit(t *testing.T) {
 			cfg := f.base(t)
 			cfg.OnOutcome = log.on
 			cfg.BatchWindow = 2 * time.Second
-			m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+			m, err := New(t.Context(), newTestRuntime(t), *cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +176,7 @@ func TestMonitorLargeAnswer(t *testing.T) {
 	cfg.OnOutcome = log.on
 	cfg.MaxResponseBytes = 5000 // three rows
 	cfg.BatchWindow = 2 * time.Second
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"encoding/json"
@@ -86,7 +86,7 @@ func TestMonitorBatchedReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base,
+	m, err := New(t.Context(), newTestRuntime(t), Config{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base,
 		Credential: prefect.NoCredential()}, BatchWindow: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestMonitorWallClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+	m, err := New(t.Context(), newTestRuntime(t), Config{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		BatchWindow: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"encoding/json"
@@ -45,12 +45,12 @@ func newFakePrefect(t *testing.T) *fakePrefect {
 	return f
 }
 
-func (f *fakePrefect) base(t *testing.T) *MonitorConfig {
+func (f *fakePrefect) base(t *testing.T) *Config {
 	base, err := prefect.ValidateAPIBase(f.srv.URL+"/api", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+	return &Config{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		BatchWindow: 50 * time.Millisecond}
 }
 

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"sync"
@@ -10,7 +10,7 @@ import (
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
 )
 
-// countingEvents is an EventSource that counts live subscriptions and can
+// countingEvents is an host.EventSource that counts live subscriptions and can
 // fire an event on every subscriber of a flow run.
 type countingEvents struct {
 	mu   sync.Mutex
@@ -78,7 +78,7 @@ func TestMonitorCloseEndsWatches(t *testing.T) {
 	store := NewMemoryStore()
 	cfg := f.base(t)
 	cfg.Store, cfg.Events = store, ev
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestMonitorConcurrentLaunch(t *testing.T) {
 	cfg := f.base(t)
 	cfg.Store = store
 	cfg.OnOutcome = func(string, abi.RunOutput) { mu.Lock(); outcomes++; mu.Unlock() }
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestMonitorLaunchSaveFails(t *testing.T) {
 	store.fail = true
 	cfg := f.base(t)
 	cfg.Store = store
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

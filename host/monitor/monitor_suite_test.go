@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"net/http"
@@ -23,7 +23,7 @@ func TestMonitorRestartFromStore(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Store, cfg.OnOutcome = store, log.on
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestMonitorRestartFromStore(t *testing.T) {
 		t.Fatal("the unfinished run is not in the store")
 	}
 	f.set(fakeID(900001), "COMPLETED")
-	m, err = NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err = New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestMonitorEventWakes(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Events, cfg.OnOutcome = ev, log.on
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestMonitorRetryAfterVirtual(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Clock, cfg.OnOutcome = clock, log.on
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), *cfg)
+	m, err := New(t.Context(), newTestRuntime(t), *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"encoding/json"
@@ -99,7 +99,7 @@ func TestMonitorEventsCatchUp(t *testing.T) {
 		// that each would be read apart if it woke the runs.
 		BackoffMin: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Resubscribe: 20 * time.Millisecond}, prefect.NoCredential())
 	defer hub.Close()
-	m, err := NewMonitor(t.Context(), newTestRuntime(t), MonitorConfig{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+	m, err := New(t.Context(), newTestRuntime(t), Config{Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		BatchWindow: 300 * time.Millisecond, Events: hub})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package host
+package monitor
 
 import (
 	"context"
@@ -135,7 +135,7 @@ func scenarioCredential(t *testing.T, c abi.CredentialResponse) prefect.Credenti
 // interrupted (Close keeps the run in the store; TestMonitorCloseEndsWatches).
 func TestMonitorDifferential(t *testing.T) {
 	rt := newTestRuntime(t)
-	flowruntest.Each(t, "../plugin/flowrun/testdata", func(t *testing.T, s *flowruntest.Script) abi.RunOutput {
+	flowruntest.Each(t, "../../plugin/flowrun/testdata", func(t *testing.T, s *flowruntest.Script) abi.RunOutput {
 		sc := s.Sc
 		interrupts := sc.Interrupt != nil
 		for _, ex := range sc.Exchanges {
@@ -152,7 +152,7 @@ func TestMonitorDifferential(t *testing.T) {
 		}
 		clock := &scenarioClock{Clock: vclock.New(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC))}
 		store := NewMemoryStore()
-		m, err := NewMonitor(context.Background(), rt, MonitorConfig{
+		m, err := New(context.Background(), rt, Config{
 			Connection: prefect.Connection{Target: sc.Input.Target, APIBase: base, UIBase: sc.Input.UIBase,
 				Credential: scenarioCredential(t, sc.Credential), Transport: monitorScenarioTransport{s}},
 			Clock: clock, Store: store, Instances: 1, BatchWindow: time.Nanosecond})
