@@ -378,33 +378,6 @@ func (r *Runtime) trapError(what string, err error, stderr *bytes.Buffer) error 
 	return &abi.Error{Code: abi.CodeInternal, Message: fmt.Sprintf("plugin trapped while %s: %s", what, msg)}
 }
 
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = 7
-	}
-	return len(p), nil
-}
-
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.n <= 0 {
-		return len(p), nil
-	}
-	q := p
-	if len(q) > l.n {
-		q = q[:l.n]
-	}
-	l.n -= len(q)
-	_, _ = l.w.Write(q)
-	return len(p), nil
-}
-
 // Run executes one action to its end and returns its outcome. The error is
 // non-nil only for a host or plugin fault (a trap, an ABI violation); the
 // outcome then is exit 1 with the fault as its message, so callers can
