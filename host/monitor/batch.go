@@ -151,6 +151,7 @@ func (bt *batcher) enqueue(r *mrun, prefix, id string) {
 	}
 	if len(q.items) == 1 {
 		q.flushAt = max(m.clock.Since()+m.cfg.BatchWindow, m.holdUntil)
+		m.releaseHeld(prefix)
 		m.pickRiders(q)
 		m.poke()
 	}
@@ -186,7 +187,7 @@ func (bt *batcher) pickRiders(q *pollQueue) {
 	}
 	for _, s := range cands {
 		heap.Remove(&m.sleeping, s.heapIdx)
-		s.rode = true
+		s.rode, s.early = true, true
 		// Woken, as after an event: the machine reads the run, but the
 		// read is not a poll and its next poll stays due when it was.
 		m.jobs = append(m.jobs, job{r: s, in: abi.StepInput{Checkpoint: s.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS(), Woken: true}}}})

@@ -59,6 +59,15 @@ type Config struct {
 // request, and each machine gets its row as the answer to its own GET
 // /flow_runs/{id}.
 //
+// Polls are aligned so that their reads share batches: a poll that comes
+// due while another run of the same API prefix has one due within a tenth
+// of its poll interval (at most MaxAlignHold) is held until that one, and
+// both then poll in step. A hold only lengthens an interval, by at most
+// that tenth, never shortens one, so Max Number of Polls ends a run no
+// sooner than its polls × its interval; a read an event brings forward
+// and a retry backoff are never held. In steady state the Monitor sends
+// about ⌈N/MaxBatch⌉ + AlignFraction read requests per poll interval.
+//
 // A Monitor lives long, so give it a host.Runtime on compiled code: from a
 // warm compile cache, or host.WithoutCache. With a cold cache
 // host.NewRuntime runs the plugin in the interpreter for the life of that
@@ -99,6 +108,9 @@ type Counters struct {
 	Direct int64
 	// Woken is the number of poll sleeps an event ended early.
 	Woken int64
+	// Held is the number of due polls held for a later one of their API
+	// prefix, to share its batch (see Monitor).
+	Held int64
 }
 
 // New starts a Monitor on rt and resumes every run in the store.
@@ -114,6 +126,7 @@ func New(ctx context.Context, rt *host.Runtime, cfg Config) (*Monitor, error) {
 		runs: map[string]*mrun{}, kept: map[string][]byte{}, byRun: map[string][]*mrun{}}
 	m.pool.m, m.schedule.m, m.batcher.m = m, m, m
 	m.queues = map[string]*pollQueue{}
+	m.aligns = map[string]*alignment{}
 	m.kick = make(chan struct{}, 1)
 	m.batchMax = MaxBatch
 	m.cond = sync.NewCond(&m.mu)

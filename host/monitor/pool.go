@@ -40,6 +40,11 @@ func (pl *pool) push(j job) {
 
 func (pl *pool) wakeJob(r *mrun, woken bool) {
 	m := pl.m
+	if woken {
+		m.mu.Lock()
+		r.early = true
+		m.mu.Unlock()
+	}
 	m.push(job{r: r, in: abi.StepInput{Checkpoint: r.cp, Event: &abi.Event{Kind: abi.EventWoke, Woke: &abi.SleepResponse{NowMS: m.nowMS(), Woken: woken}}}})
 }
 

@@ -71,7 +71,16 @@ type mrun struct {
 	pending bool
 	// rode is set when the run was woken to ride in a batch; it rides
 	// again only after its next poll came due.
-	rode   bool
+	rode bool
+	// held is set while the run's due poll is held for a later one of its
+	// prefix, to share its batch (see schedule.hold).
+	held bool
+	// early is set when the run was woken before its sleep was due (an
+	// event, a ride); span is the length of its last sleep that began
+	// after a due wake: its poll interval, which a hold's tolerance is
+	// measured by (see alignTolerance).
+	early  bool
+	span   time.Duration
 	unsub  func() // the events subscription, if any
 	subKey string
 	prefix string      // the API prefix of its last poll
