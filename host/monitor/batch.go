@@ -132,9 +132,10 @@ type pollItem struct {
 }
 
 // enqueue adds a read to its prefix's queue (m.mu held). The first read of
-// a window also wakes, early, sleepers whose read would come soon anyway,
-// to fill the request up to MaxBatch: reads then fall into step and one
-// request per MaxBatch runs serves each interval.
+// a window also takes the polls of its prefix held for a later one (see
+// schedule.hold), and wakes, early, sleepers whose read would come soon
+// anyway, to fill the request up to MaxBatch (a ride: a fresher read, not
+// a poll). The holds bring polls into step; rides do not.
 func (bt *batcher) enqueue(r *mrun, prefix, id string) {
 	m := bt.m
 	r.prefix = prefix
