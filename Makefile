@@ -106,6 +106,7 @@ SCALE_MONITOR_INTERVAL ?= 60
 
 test.scale: venv.tools ## full counts on Prefect with PostgreSQL: worker SIGKILLed, two workers, 1,000 parked (+ the Monitor bench with UE_PREFECT_SCALE_MONITOR=1)
 	@bash tests/rig/postgres.sh >/dev/null
+	$(GO) test -count=1 -tags scale -run '^TestPostgres' ./tests/rig
 	@echo "test.scale: $$(date -u +%FT%TZ), load average $$(cut -d' ' -f1-3 /proc/loadavg), $(SCALE_RUNS) runs, $(SCALE_PARKED) parked, Prefect on PostgreSQL"
 	cd host/temporal && CI=true UE_PREFECT_RIG_DATABASE=postgres UE_PREFECT_TEMPORAL_RUNS=$(SCALE_RUNS) UE_PREFECT_TEMPORAL_PARKED=$(SCALE_PARKED) \
 	  $(GO) test -count=1 -p 1 -timeout 120m -v -run '^TestE2E(WorkerKilledMidWait|TwoWorkers|ParkedRunsHoldNoSlot)$$' ./ 2>&1 \
@@ -132,6 +133,7 @@ bench: build venv.tools ## start-up and per-run figures, side by side with the P
 
 lint: ## go vet plus pinned staticcheck (both modules)
 	$(GO) vet ./...
+	$(GO) vet -tags scale ./tests/rig
 	$(GO) run $(STATICCHECK) ./...
 	cd host/temporal && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 

@@ -1,3 +1,8 @@
+// The PostgreSQL option's own tests run with `make test.scale` (-tags scale),
+// beside the scale tests that use it; `make test` stays on SQLite for time.
+
+//go:build scale
+
 package rig_test
 
 import (
