@@ -3,6 +3,7 @@ package abi_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -353,5 +354,26 @@ func TestContractListsAreFresh(t *testing.T) {
 		if got := strings.Join(list(), ","); got != want {
 			t.Errorf("%s() after a caller's change = %s, want %s", name, got, want)
 		}
+	}
+}
+
+func TestFailureOf(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantExit int
+		wantCode abi.Code
+	}{
+		{"an abi.Error keeps its code", &abi.Error{Code: abi.CodeInvalidInput, Field: "deployment", Message: "bad"}, abi.ExitDataValidation, abi.CodeInvalidInput},
+		{"a wrapped abi.Error too", fmt.Errorf("step: %w", &abi.Error{Code: abi.CodeInvalidInput, Message: "bad"}), abi.ExitDataValidation, abi.CodeInvalidInput},
+		{"any other error is internal", errors.New("wasm: out of memory"), abi.ExitFailed, abi.CodeInternal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := abi.FailureOf(tc.err)
+			if out.ExitCode != tc.wantExit || out.Error == nil || out.Error.Code != tc.wantCode {
+				t.Errorf("FailureOf(%v) = exit %d, error %+v; want exit %d, code %s", tc.err, out.ExitCode, out.Error, tc.wantExit, tc.wantCode)
+			}
+		})
 	}
 }

@@ -1,6 +1,9 @@
 package abi
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"errors"
+)
 
 // Result is the "result" object of a [RunOutput]: what is known of the flow
 // run (or the listing) when the run ends, successful or not. The plugin
@@ -81,3 +84,14 @@ func Outcome(exit int, err *Error, r *Result) RunOutput {
 // was known of a flow run (bad input, a plugin that does not load): the exit
 // code err's code implies and an empty result.
 func Failure(err *Error) RunOutput { return Outcome(err.Code.ExitCode(), err, nil) }
+
+// FailureOf is Failure for any error, as a host reports a fault of its own
+// or of the plugin: an *Error (or one it wraps) keeps its code, anything
+// else is CodeInternal with the error's text.
+func FailureOf(err error) RunOutput {
+	var ae *Error
+	if !errors.As(err, &ae) {
+		ae = &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	return Failure(ae)
+}

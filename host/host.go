@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -391,7 +390,7 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 	cfg.UserAgent = r.userAgent(cfg.UserAgent)
 	cs, err := newCallState(ctx, cfg)
 	if err != nil {
-		return faultOutput(err), err
+		return abi.FailureOf(err), err
 	}
 	defer cs.stop()
 	if in.Target == "" {
@@ -420,16 +419,16 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 	}
 	input, err := json.Marshal(in)
 	if err != nil {
-		return faultOutput(err), err
+		return abi.FailureOf(err), err
 	}
 	out, err := r.call(ctx, cs, abi.ExportRun, input)
 	if err != nil {
-		return faultOutput(err), err
+		return abi.FailureOf(err), err
 	}
 	var ro abi.RunOutput
 	if err := json.Unmarshal(out, &ro); err != nil {
 		err = &abi.Error{Code: abi.CodeInternal, Message: "plugin output is not a RunOutput: " + err.Error()}
-		return faultOutput(err), err
+		return abi.FailureOf(err), err
 	}
 	return ro, nil
 }
@@ -457,14 +456,6 @@ func (r *Runtime) Step(ctx context.Context, in abi.StepInput) (abi.StepOutput, e
 	var so abi.StepOutput
 	err = json.Unmarshal(out, &so)
 	return so, err
-}
-
-func faultOutput(err error) abi.RunOutput {
-	var ae *abi.Error
-	if !errors.As(err, &ae) {
-		ae = &abi.Error{Code: abi.CodeInternal, Message: err.Error()}
-	}
-	return abi.Failure(ae)
 }
 
 func randomID() string {

@@ -28,7 +28,7 @@ import (
 
 // runParking is Run over the step export, parking long sleeps.
 func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput) (abi.RunOutput, error) {
-	fail := func(err error) (abi.RunOutput, error) { return faultOutput(err), err }
+	fail := func(err error) (abi.RunOutput, error) { return abi.FailureOf(err), err }
 	s, err := r.newRunStepper(ctx, cs)
 	if err != nil {
 		return fail(err)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -416,16 +415,6 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 	}
 	r.end(out)
 	m.mu.Unlock()
-}
-
-// fault is the outcome of a plugin or Monitor fault, as host.Runtime.Run
-// reports one: exit 1 with the fault as its message.
-func fault(err error) abi.RunOutput {
-	var ae *abi.Error
-	if !errors.As(err, &ae) {
-		ae = &abi.Error{Code: abi.CodeInternal, Message: err.Error()}
-	}
-	return abi.Failure(ae)
 }
 
 func randomID() string {

@@ -105,7 +105,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 			if s, nerr = m.rt.NewStepper(m.ctx); nerr != nil {
 				return nil, nerr
 			}
-			m.finish(r, fault(err))
+			m.finish(r, abi.FailureOf(err))
 			if j.first {
 				close(r.started)
 			}
@@ -123,7 +123,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 				m.mu.Lock()
 				r.startErr = serr
 				delete(m.runs, r.key)
-				r.end(fault(fmt.Errorf("saving the run's checkpoint: %w", serr)))
+				r.end(abi.FailureOf(fmt.Errorf("saving the run's checkpoint: %w", serr)))
 				m.mu.Unlock()
 				close(r.started)
 				return s, nil
@@ -148,7 +148,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 			}
 		}
 		if last == nil {
-			m.finish(r, fault(errors.New("the state machine stopped without a command")))
+			m.finish(r, abi.FailureOf(errors.New("the state machine stopped without a command")))
 			return s, nil
 		}
 		switch last.Kind {
@@ -171,7 +171,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 			r.cmd = *last
 			m.request(r, *last.HTTP)
 		default:
-			m.finish(r, fault(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
+			m.finish(r, abi.FailureOf(fmt.Errorf("the state machine gave an unknown command %q", last.Kind)))
 		}
 		return s, nil
 	}
