@@ -15,12 +15,14 @@ import (
 
 // batcher carries out the runs' requests: a read of one flow run joins
 // its API prefix's batch (one POST /flow_runs/filter for up to MaxBatch
-// runs), anything else goes out alone, and a Retry-After holds them all
-// back. Its state is guarded by Monitor.mu.
+// runs), anything else goes out alone; each takes a token of the budget
+// first, and a Retry-After holds them all back. Its state is guarded by
+// Monitor.mu.
 type batcher struct {
 	m         *Monitor
 	doer      *prefect.Client
 	sem       chan struct{}         // bounds the requests that go out alone
+	budget    *budget               // Config.RequestsPerMinute, and Retry-After on top
 	queues    map[string]*pollQueue // API prefix → reads waiting for a batch
 	holdUntil time.Duration         // no request before this (a Retry-After)
 	noBatch   bool                  // the server has no /flow_runs/filter
@@ -66,32 +68,26 @@ func (bt *batcher) request(r *mrun, req abi.HTTPRequest) {
 	}()
 }
 
-// direct sends one request, after any Retry-After the server asked for.
+// direct sends one request, when the budget and any Retry-After the
+// server asked for allow.
 func (bt *batcher) direct(req abi.HTTPRequest) abi.HTTPResponse {
 	m := bt.m
+	closing := abi.HTTPResponse{Error: &abi.TransportError{Kind: abi.TransportInterrupted, Message: "the monitor is closing"}}
 	select {
 	case m.sem <- struct{}{}:
 	case <-m.ctx.Done():
-		return abi.HTTPResponse{Error: &abi.TransportError{Kind: abi.TransportInterrupted, Message: "the monitor is closing"}}
+		return closing
 	}
 	defer func() { <-m.sem }()
-	m.waitHold()
+	if m.budget.Wait(m.ctx) != nil {
+		return closing
+	}
 	m.mu.Lock()
 	m.reqs.Direct++
 	m.mu.Unlock()
 	resp := m.doer.Do(m.ctx, req)
 	m.noteHold(resp)
 	return resp
-}
-
-func (bt *batcher) waitHold() {
-	m := bt.m
-	m.mu.Lock()
-	d := m.holdUntil - m.clock.Since()
-	m.mu.Unlock()
-	if d > 0 {
-		_ = m.clock.Sleep(m.ctx, d)
-	}
 }
 
 // noteHold holds every request back until a Retry-After has passed.
@@ -104,6 +100,7 @@ func (bt *batcher) noteHold(resp abi.HTTPResponse) {
 	m.mu.Lock()
 	m.holdUntil = max(m.holdUntil, until)
 	m.mu.Unlock()
+	m.budget.Hold(until)
 }
 
 // answer steps r with an HTTP response.
@@ -222,8 +219,7 @@ func (bt *batcher) sendBatch(prefix string, items []pollItem) {
 // one request again, and a Retry-After holds every request back.
 func (bt *batcher) batch(prefix string, items []pollItem) {
 	m := bt.m
-	m.waitHold()
-	if m.stopped() {
+	if m.budget.Wait(m.ctx) != nil {
 		return
 	}
 	ids := make([]string, 0, len(items))

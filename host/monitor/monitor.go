@@ -34,6 +34,14 @@ type Config struct {
 	// MaxInFlight bounds concurrent requests other than batched reads
 	// (deployment reads, creates); 0 means 16.
 	MaxInFlight int
+	// RequestsPerMinute is a budget: the Monitor sends at most this many
+	// requests (batched reads, deployment reads, creates, cancels, logs)
+	// in any minute: up to a tenth of them at once, then evenly spaced.
+	// The others wait for their turn; batched reads keep filling while
+	// they do. Prefect Cloud answers 429 past its plan's limit (625 a
+	// minute on Hobby, 5,000 on Pro). A Retry-After holds every request
+	// back on top of it. 0 means no limit.
+	RequestsPerMinute int
 
 	// OnOutcome receives each run's outcome, once per process; the run is
 	// deleted from the Store after it returns, so an outcome whose
@@ -110,6 +118,9 @@ type Counters struct {
 	// Held is the number of due polls held for a later one of their API
 	// prefix, to share its batch (see Monitor).
 	Held int64
+	// LastMinute is the number of requests sent in the last minute, of
+	// any kind: what Config.RequestsPerMinute bounds.
+	LastMinute int64
 }
 
 // New starts a Monitor on rt and resumes every run in the store.
@@ -145,6 +156,7 @@ func New(ctx context.Context, rt *host.Runtime, cfg Config) (*Monitor, error) {
 		m.cfg.MaxInFlight = 16
 	}
 	m.sem = make(chan struct{}, m.cfg.MaxInFlight)
+	m.budget = newBudget(cfg.RequestsPerMinute, cfg.RequestsPerMinute/10, m.clock) // six seconds' worth at once
 	m.doer = newClient(rt, cfg.Connection, m.clock)
 	saved, err := m.store.Load()
 	if err != nil {
@@ -283,7 +295,9 @@ func (m *Monitor) Len() int {
 func (m *Monitor) Requests() Counters {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.reqs
+	c := m.reqs
+	c.LastMinute = int64(m.budget.Sent())
+	return c
 }
 
 // Waker ends a run's wait early, for an event source of the embedder's

@@ -156,6 +156,10 @@ func (sc *schedule) loop() {
 				q.flushAt = now + m.cfg.BatchWindow
 				q.extended++
 			}
+			if q.flushAt <= now && len(q.items) < m.batchMax {
+				// No token yet: the batch keeps filling until one is free.
+				q.flushAt = m.budget.Free(now)
+			}
 			if q.flushAt <= now {
 				m.sendBatch(q.prefix, q.items)
 				q.items, q.extended = nil, 0
