@@ -129,7 +129,7 @@ fuzz: ## each fuzzer for $(FUZZTIME_LONG)
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZTIME_LONG)
 
 bench: build venv.tools ## start-up and per-run figures, side by side with the Prefect CLI
-	$(GO) test -count=1 -timeout 45m -run '^$$' -bench . ./tests/bench/... 2>&1 | tee bench.out
+	$(GO) test -count=1 -timeout 120m -run '^$$' -bench . ./tests/bench/... 2>&1 | tee bench.out
 
 lint: ## go vet plus pinned staticcheck (both modules)
 	$(GO) vet ./...

@@ -2,10 +2,11 @@
 // follows every flow run id of a file through one monitor.Monitor and reports
 // the outcomes, the Monitor's request counters and its own peak RSS.
 //
-//	monitorproc -api URL -ids FILE -interval S -out FILE
+//	monitorproc -api URL -ids FILE -interval S -out FILE [-budget RPM]
 //
 // It prints "following N" once every run is in the Monitor, then
-// "done {json}" with the summary, and writes id → {exit, state} to -out.
+// "done {json}" with the summary, and writes id → {exit, state, at_ms}
+// to -out (at_ms: the Unix milliseconds when the outcome came).
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
@@ -29,6 +31,7 @@ type outcome struct {
 	Exit  int    `json:"exit"`
 	State string `json:"state"`
 	Desc  string `json:"desc,omitempty"`
+	AtMS  int64  `json:"at_ms"`
 }
 
 func main() {
@@ -39,6 +42,7 @@ func main() {
 	instances := flag.Int("instances", 2, "plugin instances")
 	cacheDir := flag.String("cache-dir", "", "compile cache")
 	warm := flag.Bool("warm", false, "only fill the compile cache, then exit")
+	budget := flag.Int("budget", 0, "monitor.Config.RequestsPerMinute (0: no limit)")
 	flag.Parse()
 	if *warm {
 		// The plugin runs compiled only from a warm cache; a cold one means
@@ -54,13 +58,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*api, *idsFile, *interval, *outFile, *instances, *cacheDir); err != nil {
+	if err := run(*api, *idsFile, *interval, *outFile, *instances, *cacheDir, *budget); err != nil {
 		fmt.Fprintln(os.Stderr, "monitorproc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(api, idsFile string, interval int, outFile string, instances int, cacheDir string) error {
+func run(api, idsFile string, interval int, outFile string, instances int, cacheDir string, budget int) error {
 	ctx := context.Background()
 	t0 := time.Now()
 	raw, err := os.ReadFile(idsFile)
@@ -86,8 +90,9 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	all := make(chan struct{})
 	warns := 0
 	m, err := monitor.New(ctx, rt, monitor.Config{
-		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
-		Instances:  instances,
+		Connection:        prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
+		Instances:         instances,
+		RequestsPerMinute: budget,
 		OnOutcome: func(key string, out abi.RunOutput) {
 			var r struct {
 				State string `json:"flow_run_state"`
@@ -95,7 +100,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 			_ = json.Unmarshal(out.Result, &r)
 			mu.Lock()
 			defer mu.Unlock()
-			o := outcome{Exit: out.ExitCode, State: r.State}
+			o := outcome{Exit: out.ExitCode, State: r.State, AtMS: time.Now().UnixMilli()}
 			if out.ExitCode != 0 && r.State != "FAILED" {
 				o.Desc = out.StatusDescription
 			}
@@ -116,6 +121,15 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 		return err
 	}
 	defer m.Close()
+	// The most requests sent in the last minute, sampled each second.
+	var peak atomic.Int64
+	go func() {
+		for range time.Tick(time.Second) {
+			if c := m.Requests().LastMinute; c > peak.Load() {
+				peak.Store(c)
+			}
+		}
+	}()
 	pi := fmt.Sprint(interval)
 	for _, id := range ids {
 		if _, err := m.Launch(id, abi.Fields{FlowRunID: id, PollInterval: pi, IncludeMetadata: "false"}); err != nil {
@@ -133,7 +147,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	defer w.Flush()
 	sum, _ := json.Marshal(map[string]any{
 		"runs": len(ids), "elapsed_ms": elapsed.Milliseconds(), "vmhwm_kib": vmHWM(),
-		"requests": m.Requests(), "warnings": warns,
+		"requests": m.Requests(), "warnings": warns, "peak_last_minute": peak.Load(),
 	})
 	fmt.Fprintf(w, "done %s\n", sum)
 	return nil
