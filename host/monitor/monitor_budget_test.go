@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,9 @@ func TestMonitorBudgetHoldsUnderLoad(t *testing.T) {
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if c, a := count(), allowed(); c > a {
 			mu.Lock()
-			t.Fatalf("%d requests reached the server after %v, the budget allows %d: %q", c, time.Since(t0), a, got)
+			seen := slices.Clone(got)
+			mu.Unlock()
+			t.Fatalf("%d requests reached the server after %v, the budget allows %d: %q", c, time.Since(t0), a, seen)
 		}
 	}
 	a := allowed()
