@@ -42,7 +42,7 @@ type RunConfig struct {
 	// instance is closed, the compiled plugin unloaded when nothing else
 	// uses the Runtime, and the memory returned to the operating system;
 	// on waking the run resumes from its checkpoint. The transcript is the
-	// same as without. See park.go.
+	// same as without. See run.go.
 	ParkAfter time.Duration
 	// OnPark, if set, is called at each park with whether the compiled
 	// plugin was unloaded, for tests and diagnostics.

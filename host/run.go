@@ -2,18 +2,18 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"sync"
 	"time"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/ue-prefect/ue-prefect/abi"
 )
 
+// Running one action to its end: Run, over the run export, or over the
+// step export when RunConfig.ParkAfter parks its long sleeps.
+//
 // A run with RunConfig.ParkAfter holds nothing while it sleeps. The state
 // machine's whole state is its checkpoint, so instead of the run export
 // (one instance for the whole run, asleep inside a host call) the host
@@ -25,6 +25,62 @@ import (
 // loaded again (from the compilation cache) and the run resumes from the
 // checkpoint with the sleep's answer. The transcript is the same as the
 // run export's: tests/park_test.go runs every golden scenario both ways.
+
+// Run executes one action to its end and returns its outcome. The error is
+// non-nil only for a host or plugin fault (a trap, an ABI violation); the
+// outcome then is exit 1 with the fault as its message, so callers can
+// always report out.
+func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.RunOutput, error) {
+	if cfg.Grace <= 0 {
+		// An invalid value is the plugin's to report, before any request.
+		g, _ := abi.ParseInt("cancel_grace", in.Fields.CancelGrace)
+		cfg.Grace = time.Duration(g) * time.Second
+	}
+	cfg.UserAgent = r.userAgent(cfg.UserAgent)
+	cs, err := newCallState(ctx, cfg)
+	if err != nil {
+		return abi.FailureOf(err), err
+	}
+	defer cs.stop()
+	if in.Target == "" {
+		in.Target = cfg.Target
+	}
+	if in.APIBase == "" && cfg.APIBase != nil {
+		in.APIBase = cfg.APIBase.String()
+	}
+	if in.UIBase == "" {
+		in.UIBase = cfg.UIBase
+	}
+	if in.InvocationID == "" {
+		in.InvocationID = randomID()
+	}
+	if in.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		in.Seed = binary.LittleEndian.Uint64(b[:])
+	}
+	in.NowMS = cs.clock.Since().Milliseconds()
+	if in.NowUnixMS == 0 {
+		in.NowUnixMS = cs.clock.Now().UnixMilli()
+	}
+	if cfg.ParkAfter > 0 {
+		return r.runParking(ctx, cs, in)
+	}
+	input, err := json.Marshal(in)
+	if err != nil {
+		return abi.FailureOf(err), err
+	}
+	out, err := r.call(ctx, cs, abi.ExportRun, input)
+	if err != nil {
+		return abi.FailureOf(err), err
+	}
+	var ro abi.RunOutput
+	if err := json.Unmarshal(out, &ro); err != nil {
+		err = &abi.Error{Code: abi.CodeInternal, Message: "plugin output is not a RunOutput: " + err.Error()}
+		return abi.FailureOf(err), err
+	}
+	return ro, nil
+}
 
 // runParking is Run over the step export, parking long sleeps.
 func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput) (abi.RunOutput, error) {
@@ -105,105 +161,4 @@ func (r *Runtime) runParking(ctx context.Context, cs *callState, in abi.RunInput
 		}
 		step = abi.StepInput{Checkpoint: out.Checkpoint, Event: &ev}
 	}
-}
-
-// acquire returns the runtime and the compiled plugin, loading them again
-// if a park unloaded them, and counts a user until release is called.
-func (r *Runtime) acquire(ctx context.Context) (wazero.Runtime, wazero.CompiledModule, func(), error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rt == nil {
-		if err := r.reload(ctx); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	r.users++
-	var once sync.Once
-	release := func() {
-		once.Do(func() {
-			r.mu.Lock()
-			r.users--
-			r.mu.Unlock()
-		})
-	}
-	return r.rt, r.compiled, release, nil
-}
-
-// reload loads the plugin after an unload: from the compilation cache when
-// it is complete (also when this process started cold and its background
-// compile has filled it since), else in the interpreter, which compiles
-// fast. Never through the cache a park closed. Called with r.mu held.
-func (r *Runtime) reload(ctx context.Context) error {
-	rc := r.rc // interpreter, or compiler without a cache
-	var cache wazero.CompilationCache
-	if !r.cfg.interpret && !r.cfg.noCache {
-		rc = wazero.NewRuntimeConfigInterpreter()
-		if _, err := os.Stat(r.marker); err == nil {
-			if c, err := wazero.NewCompilationCacheWithDir(r.cfg.cacheDir); err == nil {
-				cache = c
-				rc = wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
-			}
-		}
-		rc = rc.WithMemoryLimitPages(r.cfg.memoryPages)
-	}
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	compiled, err := load(ctx, rt, r.wasm)
-	if err != nil {
-		rt.Close(ctx)
-		if cache != nil {
-			cache.Close(ctx)
-		}
-		return fmt.Errorf("host: loading the plugin again after a park: %w", err)
-	}
-	r.rt, r.compiled, r.cache = rt, compiled, cache
-	return nil
-}
-
-// unloadable reports whether a park may unload the compiled plugin: not
-// while anything uses it, and not when loading it again means compiling
-// afresh (no cache: seconds of CPU at every wake).
-func (r *Runtime) unloadable() bool {
-	return r.rt != nil && r.users == 0 && !r.cfg.noCache
-}
-
-// park releases what a sleeping run does not need: the compiled plugin
-// (when unloadable), then the Go heap's free memory. It reports whether
-// it unloaded the plugin.
-func (r *Runtime) park(ctx context.Context) bool {
-	if m := r.takeSpare(); m != nil {
-		m.Close(ctx)
-	}
-	r.mu.Lock()
-	var (
-		rt       wazero.Runtime
-		compiled wazero.CompiledModule
-		cache    wazero.CompilationCache
-	)
-	if r.unloadable() {
-		rt, compiled, cache = r.rt, r.compiled, r.cache
-		r.rt, r.compiled, r.cache = nil, nil, nil
-	}
-	r.mu.Unlock()
-	if rt != nil {
-		// The compiled code belongs to the cache's engine, which outlives
-		// the runtime: close both, or the code stays mapped.
-		_ = compiled.Close(ctx)
-		_ = rt.Close(ctx)
-		if cache != nil {
-			_ = cache.Close(ctx)
-		}
-		dropResident(r.wasm)
-	}
-	freeMemory()
-	return rt != nil
-}
-
-// freeMemory returns the Go heap's free memory to the operating system.
-// wazero unmaps compiled code in finalizers, which run after a collection
-// has found the module unreachable; the second pass returns what they
-// freed.
-func freeMemory() {
-	runtime.GC()
-	runtime.Gosched()
-	debug.FreeOSMemory()
 }
