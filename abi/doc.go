@@ -79,6 +79,9 @@
 // both sides ignore fields they do not know. [SleepRequest.WakeOn] and
 // [SleepResponse.Woken] were added so: an older host ignores WakeOn and
 // sleeps the whole duration, and an older plugin never asks to be woken.
+// So was [SleepRequest.Exact]: an older host may lengthen a sleep that
+// ends at the Start Deadline as it lengthens a poll, and an older plugin
+// never marks one.
 //
 // # Exit codes
 //

@@ -139,6 +139,17 @@ type SleepRequest struct {
 	// not know it sleeps the whole duration, as before, and a plugin that
 	// does not send it is never woken.
 	WakeOn *WakeOn `json:"wake_on,omitempty"`
+	// Exact is set on a sleep that ends at a deadline rather than at a
+	// regular poll: a poll wait the plugin cut short to end at the Start
+	// Deadline. A host may end it early (WakeOn) but must not lengthen
+	// it: the Monitor holds a due poll sleep for a later poll so that
+	// their reads share a batch, and never holds an Exact one, so the
+	// deadline is kept to the second. Optional both ways, like WakeOn, so
+	// it needed no [Version] change: a host that does not know it sleeps
+	// as before (the CLI and Temporal never lengthen a sleep; an older
+	// Monitor may hold it by up to MaxAlignHold), and a plugin that does
+	// not send it leaves every poll sleep free to be aligned.
+	Exact bool `json:"exact,omitempty"`
 }
 
 // WakeOn names the flow run whose events may end a sleep, and where they

@@ -71,8 +71,9 @@ type Config struct {
 // of its poll interval (at most MaxAlignHold) is held until that one, and
 // both then poll in step. A hold only lengthens an interval, by at most
 // that tenth, never shortens one, so Max Number of Polls ends a run no
-// sooner than its polls × its interval; a read an event brings forward
-// and a retry backoff are never held. In steady state the Monitor sends
+// sooner than its polls × its interval; a read an event brings forward,
+// a retry backoff and a poll wait that ends at the Start Deadline
+// (abi.SleepRequest.Exact) are never held. In steady state the Monitor sends
 // about ⌈N/MaxBatch⌉ + AlignFraction read requests per poll interval.
 //
 // A Monitor lives long, so give it a host.Runtime on compiled code: from a

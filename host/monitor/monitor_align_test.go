@@ -349,3 +349,42 @@ func TestMonitorAlignWakeNotHeld(t *testing.T) {
 		})
 	}
 }
+
+// TestMonitorAlignStartDeadline: a poll sleep the machine shortened to end
+// at the Start Deadline is never held for a later poll of its prefix, so
+// exit 41 comes at the deadline (its last read within the batch window),
+// as from the CLI, however the other runs' polls fall. The deadline run's
+// sleep (25 s, a 60 s interval cut at the deadline) has a tolerance of
+// 2.5 s, and the other runs' polls fall due 1 to 3 s after its deadline.
+func TestMonitorAlignStartDeadline(t *testing.T) {
+	const deadline = 25 * time.Second
+	g := newAlignRig(t, 2*time.Minute)
+	id := fakeID(99)
+	g.f.set(id, "SCHEDULED")
+	g.clock.at(0, func() {
+		if _, err := g.m.Launch("late", abi.Fields{FlowRunID: id, PollInterval: "60", StartDeadline: fmt.Sprint(int(deadline / time.Second))}); err != nil {
+			t.Error(err)
+		}
+	})
+	for i := range 20 {
+		g.follow(t, time.Duration(i)*150*time.Millisecond, fmt.Sprint("k", i), fakeID(i),
+			abi.Fields{PollInterval: "27", MaxPolls: "1"})
+	}
+	g.run(t)
+	g.log.mu.Lock()
+	outs := g.log.outs["late"]
+	g.log.mu.Unlock()
+	if len(outs) != 1 || outs[0].ExitCode != abi.ExitStartDeadline {
+		t.Fatalf("outcomes %+v, want one exit %d", outs, abi.ExitStartDeadline)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rs := g.reads[id]
+	t.Logf("deadline run read at %v; %d polls held", rs, g.m.Requests().Held)
+	if len(rs) < 2 {
+		t.Fatalf("reads %v, want its first and one at the deadline", rs)
+	}
+	if got := rs[len(rs)-1] - rs[0]; got > deadline+DefaultBatchWindow {
+		t.Errorf("exit 41 read %s after the first read, want at most the deadline %s + the batch window %s", got, deadline, DefaultBatchWindow)
+	}
+}

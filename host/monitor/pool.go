@@ -166,7 +166,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 			}
 			parked = true
 			m.subscribe(r, last.Sleep.WakeOn)
-			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, j.cohort)
+			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, last.Sleep.Exact, j.cohort)
 		case abi.CommandHTTP:
 			r.cmd = *last
 			m.request(r, *last.HTTP)

@@ -66,6 +66,9 @@ type mrun struct {
 	// abi.WakeOn: a poll), never for a retry backoff: only such a sleep
 	// may end early, for a batch with room or an event.
 	wakeable bool
+	// exact is set for a sleep that ends at a deadline
+	// (abi.SleepRequest.Exact): it may end early but is never held.
+	exact bool
 	// pending is set when an event came while the run was not in a
 	// wakeable sleep; its next one then ends at once.
 	pending bool

@@ -57,15 +57,16 @@ func (sc *schedule) subscribe(r *mrun, on *abi.WakeOn) {
 	}
 }
 
-// park puts r to sleep for d. In a cohort (the runs of one failed batch)
-// it waits for the others, so that they all wake together at the latest of
-// their times and their retries share one request again.
-func (sc *schedule) park(r *mrun, d time.Duration, wakeable bool, c *cohort) {
+// park puts r to sleep for d; an exact sleep (abi.SleepRequest.Exact)
+// is never held. In a cohort (the runs of one failed batch) it waits for
+// the others, so that they all wake together at the latest of their times
+// and their retries share one request again.
+func (sc *schedule) park(r *mrun, d time.Duration, wakeable, exact bool, c *cohort) {
 	m := sc.m
 	m.mu.Lock()
 	r.due = m.clock.Since() + d
 	r.sleepFor = d
-	r.wakeable = wakeable
+	r.wakeable, r.exact = wakeable, exact
 	r.held = false
 	if !r.early || r.span == 0 {
 		r.span = d
@@ -241,7 +242,9 @@ func (h *sleepHeap) Pop() any {
 // its tolerance, never shortens one: Max Number of Polls still means at
 // least polls × interval, and at most polls × (interval × (1 +
 // 1/AlignFraction) + the batch window), each read waiting for its window. A held run still wakes at once for an
-// event (its heap entry is wakeable), and retry backoffs are never held.
+// event (its heap entry is wakeable), and retry backoffs are never held,
+// nor a poll sleep the machine cut short to end at the Start Deadline
+// (abi.SleepRequest.Exact): exit 41 comes at the deadline, as from the CLI.
 //
 // In steady state the due times of one prefix's runs with one interval are
 // clusters more than the tolerance apart, so an interval holds at most
@@ -279,11 +282,12 @@ func alignTolerance(d time.Duration) time.Duration {
 // hold decides whether r, a sleeper just popped as due at now, is held
 // for a later poll of its prefix (m.mu held). A held run goes back into
 // the heap at the hold's end, marked held, and is not held again in that
-// sleep. Only a poll sleep (wakeable) is held, and only when the later
-// poll is due after r's read's batch window would have closed anyway.
+// sleep. Only a poll sleep (wakeable) is held, never one that ends at a
+// deadline (exact), and only when the later poll is due after r's read's
+// batch window would have closed anyway.
 func (sc *schedule) hold(r *mrun, now time.Duration) bool {
 	m := sc.m
-	if !r.wakeable || r.held {
+	if !r.wakeable || r.exact || r.held {
 		return false
 	}
 	tol := alignTolerance(r.span)

@@ -28,11 +28,12 @@ func (m *Machine) observe(hostNow int64) {
 // sleep issues a sleep of ms for o (a sleep op), unless an interrupt
 // stops the machine first. A retry sleep keeps the request it will send
 // again; any other sleep has nothing else outstanding.
-func (m *Machine) sleep(o op, ms int64) { m.sleepWake(o, ms, nil) }
+func (m *Machine) sleep(o op, ms int64) { m.sleepWake(o, ms, nil, false) }
 
 // sleepWake is sleep; with wake set, an event for the flow run may end
-// the sleep early (abi.WakeOn).
-func (m *Machine) sleepWake(o op, ms int64, wake *abi.WakeOn) {
+// the sleep early (abi.WakeOn); with exact set, the sleep ends at a
+// deadline and the host must not lengthen it (abi.SleepRequest.Exact).
+func (m *Machine) sleepWake(o op, ms int64, wake *abi.WakeOn, exact bool) {
 	if m.interruptStops(o) {
 		m.onInterrupt()
 		return
@@ -42,7 +43,7 @@ func (m *Machine) sleepWake(o op, ms int64, wake *abi.WakeOn) {
 	} else {
 		m.s.Pending = pending{Op: o}
 	}
-	m.emit(abi.Command{Kind: abi.CommandSleep, Sleep: &abi.SleepRequest{DurationMS: max(ms, 0), WakeOn: wake}})
+	m.emit(abi.Command{Kind: abi.CommandSleep, Sleep: &abi.SleepRequest{DurationMS: max(ms, 0), WakeOn: wake, Exact: exact}})
 }
 
 // dur renders milliseconds for people: 450ms, 12s, 1m2s, 1h0m5s.

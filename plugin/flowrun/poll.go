@@ -206,11 +206,11 @@ func (m *Machine) sleepPoll() {
 		p.Due = m.s.Now + m.s.Cfg.PollInterval
 	}
 	p.EventRead = false
-	ms, ok := m.startDeadlineCap(p.Due - m.s.Now) // schedule.go
+	ms, exact, ok := m.startDeadlineCap(p.Due - m.s.Now) // schedule.go
 	if !ok {
 		return
 	}
-	m.sleepWake(opSleepPoll, ms, &abi.WakeOn{FlowRunID: m.s.Run.ID, EventsPath: m.prefix() + "/events/out"})
+	m.sleepWake(opSleepPoll, ms, &abi.WakeOn{FlowRunID: m.s.Run.ID, EventsPath: m.prefix() + "/events/out"}, exact)
 }
 
 // noteWoken notes whether an event ended a poll wait before it was due.

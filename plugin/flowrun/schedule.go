@@ -270,18 +270,22 @@ func (m *Machine) deadlineAt() (int64, bool) {
 }
 
 // startDeadlineCap shortens a poll wait of ms so that it ends no later
-// than the start deadline while one is watched. Once the deadline has
-// passed with the run still not started, it ends the task (cancelling
-// first when asked to) and returns false.
-func (m *Machine) startDeadlineCap(ms int64) (int64, bool) {
+// than the start deadline while one is watched, and reports whether the
+// wait now ends at the deadline (it must then end on time: see
+// abi.SleepRequest.Exact). Once the deadline has passed with the run
+// still not started, it ends the task (cancelling first when asked to)
+// and returns false.
+func (m *Machine) startDeadlineCap(ms int64) (int64, bool, bool) {
 	if at, ok := m.deadlineAt(); ok {
 		if m.s.Now >= at {
 			m.deadlineHit()
-			return 0, false
+			return 0, false, false
 		}
-		ms = min(ms, at-m.s.Now)
+		if left := at - m.s.Now; left <= ms {
+			return left, true, true
+		}
 	}
-	return ms, true
+	return ms, false, true
 }
 
 // deadlineHit ends the task at the start deadline, cancelling the flow run

@@ -326,6 +326,8 @@ class Script:
         shown = {"duration_ms": d}
         if wake is not None:
             shown["wake_on"] = {"flow_run_id": wake.get("flow_run_id", ""), "events_path": wake.get("events_path", "")}
+        if req.get("exact"):
+            shown["exact"] = True
         self.sleeps += 1
         woken = False
         if self.sc["sleep_interrupt"] == self.sleeps:
