@@ -285,6 +285,33 @@ func (m *Monitor) Watch(key string) *Watch {
 	return nil
 }
 
+// Forget removes key's checkpoint from the store and from the Monitor, so
+// that the next Launch of key starts afresh. It is for a checkpoint kept
+// because the run's fate was unknown (see Store), which a Launch of the
+// same key resumes, and which refuses other inputs with exit 20 on
+// Checkpoint: the flow run it followed is no longer followed (check it on
+// Prefect first). Forget refuses, with an error, while key is being
+// followed (a Launch, Follow or resumed run whose Watch is not done; so
+// not from OnOutcome, which runs before Done closes) and once the Monitor
+// is closed (delete from the Store directly then). An unknown key is not
+// an error.
+func (m *Monitor) Forget(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("monitor: Monitor.Forget(%q): the Monitor is closed", key)
+	}
+	if _, ok := m.runs[key]; ok {
+		return fmt.Errorf("monitor: Monitor.Forget(%q): the run is being followed; wait for its outcome (Watch.Done) first", key)
+	}
+	// Under m.mu: no Launch of key can start until the store forgot it.
+	if err := m.store.Delete(key); err != nil {
+		return fmt.Errorf("monitor: Monitor.Forget(%q): %w", key, err)
+	}
+	delete(m.kept, key)
+	return nil
+}
+
 // Len returns how many runs are being followed.
 func (m *Monitor) Len() int {
 	m.mu.Lock()

@@ -196,3 +196,85 @@ func (o *outcomeLog) wait(t *testing.T, key string, n int) abi.RunOutput {
 	})
 	return out
 }
+
+// TestMonitorForget: a checkpoint kept because the run's fate was unknown
+// makes a Launch of its key with other inputs exit 20 on Checkpoint;
+// Forget removes it from the store, and the key launches afresh. Forget
+// refuses a key being followed and leaves its checkpoint; an unknown key
+// is no error. With both stores.
+func TestMonitorForget(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) Store
+	}{
+		{"MemoryStore", func(*testing.T) Store { return NewMemoryStore() }},
+		{"FileStore", func(t *testing.T) Store {
+			s, err := NewFileStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakePrefect(t)
+			f.set(fakeID(1), "RUNNING")
+			f.set(fakeID(2), "COMPLETED")
+			f.set(fakeID(3), "RUNNING")
+			f.filter = func(w http.ResponseWriter, ids []string, limit int) bool {
+				for _, id := range ids {
+					if id == fakeID(1) { // Prefect down for run 1 only
+						w.WriteHeader(http.StatusServiceUnavailable)
+						return true
+					}
+				}
+				return false
+			}
+			store := tc.store(t)
+			cfg := f.base(t)
+			cfg.Store = store
+			m, err := New(t.Context(), newTestRuntime(t), *cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			launch := func(key string, fields abi.Fields) abi.RunOutput {
+				t.Helper()
+				w, err := m.Launch(key, fields)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return outcomeWithin(t, w, time.Minute)
+			}
+			if out := launch("k", abi.Fields{FlowRunID: fakeID(1), PollInterval: "1", OutageBudget: "0"}); out.Error == nil || out.Error.Code != abi.CodeUnavailable {
+				t.Fatalf("past the outage budget: %+v", out)
+			}
+			if out := launch("k", abi.Fields{FlowRunID: fakeID(2)}); out.ExitCode != abi.ExitDataValidation || out.Error == nil || out.Error.Field != "checkpoint" {
+				t.Fatalf("another run under the kept key: exit %d: %s, want exit 20 on checkpoint", out.ExitCode, out.StatusDescription)
+			}
+
+			if _, err := m.Launch("active", abi.Fields{FlowRunID: fakeID(3), PollInterval: "600"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Forget("active"); err == nil || !strings.Contains(err.Error(), "being followed") {
+				t.Errorf("Forget of a followed run: %v, want a refusal", err)
+			}
+			if err := m.Forget("never-seen"); err != nil {
+				t.Errorf("Forget of an unknown key: %v", err)
+			}
+			if err := m.Forget("k"); err != nil {
+				t.Fatal(err)
+			}
+			saved, err := store.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if saved["k"] != nil || saved["active"] == nil {
+				t.Errorf("store after Forget: k %q, active kept %v", saved["k"], saved["active"] != nil)
+			}
+			if out := launch("k", abi.Fields{FlowRunID: fakeID(2)}); out.ExitCode != abi.ExitSuccess {
+				t.Errorf("after Forget: exit %d: %s, want 0", out.ExitCode, out.StatusDescription)
+			}
+		})
+	}
+}
