@@ -79,11 +79,7 @@ func (m *Machine) sendCreate() {
 
 func (m *Machine) onCreate(r *abi.HTTPResponse) {
 	if r.Status != 200 && r.Status != 201 {
-		field := "parameters"
-		if r.Status == 404 {
-			field = "deployment"
-		}
-		m.fail(m.statusError(r, field))
+		m.fail(m.createError(r))
 		return
 	}
 	if _, bad := m.parseRun(r); bad != "" {
@@ -168,4 +164,61 @@ func (m *Machine) otherInputs(run gjson.Result) []string {
 		diff = append(diff, "job_variables")
 	}
 	return diff
+}
+
+// createError is the failure a create's error answer means. A 404 is the
+// deployment's. A 400, 409 or 422 rejects the request, and the answer
+// says what it rejected; Prefect (2.20 and 3.x alike) answers
+//   - 409 "Error creating flow run: Validation failed for field …" when
+//     the parameters break an enforced parameter schema, and 409
+//     "… Cannot update parameters because parameter schema enforcement is
+//     enabled …" when the deployment has no usable schema;
+//   - 422 "Error creating flow run: Validation failed for field …" when the
+//     job variables, over the deployment's and the work pool's defaults,
+//     break the work pool's base job template;
+//   - 400 "Error hydrating flow run parameters: …";
+//   - 422 with exception_detail locations ("body.job_variables") for a
+//     body that does not parse.
+//
+// The parameters and the job variables are both keys of the Parameters
+// (JSON) field, so either is exit 20 on that field, the message naming
+// the key; anything else (the deployment's schema has circular
+// references, the work pool's variables schema is invalid, an integrity
+// conflict) is exit 20 on no field, with the server's detail.
+func (m *Machine) createError(r *abi.HTTPResponse) *abi.Error {
+	switch r.Status {
+	case 404:
+		return m.statusError(r, "deployment")
+	case 400, 409, 422:
+	default:
+		return m.statusError(r, "")
+	}
+	var key string
+	b := gjson.ParseBytes(r.Body)
+	detail := b.Get("detail").String()
+	lower := strings.ToLower(detail)
+	switch {
+	case strings.HasPrefix(detail, "Error creating flow run:") && r.Status == 409:
+		key = "parameters"
+	case strings.HasPrefix(detail, "Error creating flow run:") && r.Status == 422:
+		key = "job_variables"
+	case strings.Contains(lower, "job variable") || strings.Contains(lower, "job_variables"):
+		key = "job_variables"
+	case strings.Contains(lower, "parameter"):
+		key = "parameters"
+	}
+	b.Get("exception_detail").ForEach(func(_, v gjson.Result) bool {
+		if loc := v.Get("loc"); loc.Get("0").String() == "body" {
+			switch k := loc.Get("1").String(); k {
+			case "parameters", "job_variables":
+				key = k
+				return false
+			}
+		}
+		return true
+	})
+	if key == "" {
+		return abi.Errorf(abi.CodeRejected, "", "Prefect rejected the flow run's creation (%s)", describe(r))
+	}
+	return abi.Errorf(abi.CodeRejected, "parameters", "Prefect rejected the flow run's %s (%s)", key, describe(r))
 }

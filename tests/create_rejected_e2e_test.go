@@ -1,0 +1,44 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestE2E_CreateRejectedJobVariables: a deployment on a work pool whose
+// base job template types a variable; job variables that break it are
+// rejected by Prefect at the create (422), and the task says so: exit 20 on
+// Parameters (JSON) naming its job_variables, not its parameters. No
+// worker is needed: the server validates before it creates anything.
+func TestE2E_CreateRejectedJobVariables(t *testing.T) {
+	t.Parallel()
+	env := e2e(t)
+	ctx := ctxT(t, time.Minute)
+	name := fmt.Sprintf("jv-typed-%d", time.Now().UnixNano())
+	do := func(path string, body any, want int) map[string]any {
+		t.Helper()
+		status, b, err := env.Server.Do(ctx, http.MethodPost, path, body)
+		if err != nil || status != want {
+			t.Fatalf("POST %s: HTTP %d, %v: %s", path, status, err, b)
+		}
+		var out map[string]any
+		_ = json.Unmarshal(b, &out)
+		return out
+	}
+	do("/work_pools/", map[string]any{"name": name, "type": "process", "base_job_template": map[string]any{
+		"job_configuration": map[string]any{"cpu": "{{ cpu }}"},
+		"variables":         map[string]any{"type": "object", "properties": map[string]any{"cpu": map[string]any{"type": "integer"}}},
+	}}, http.StatusCreated)
+	flow := do("/flows/", map[string]any{"name": name}, http.StatusCreated)
+	do("/deployments/", map[string]any{"name": "jv", "flow_id": flow["id"], "work_pool_name": name}, http.StatusCreated)
+
+	r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", name+"/jv", "UE_PREFECT_PARAMETERS", `{"job_variables":{"cpu":"many"}}`))
+	wantExit(t, r, 20, "Data Validation Error: Parameters (JSON): Prefect rejected the flow run's job_variables (HTTP 422: ")
+	if !strings.Contains(r.doc.StatusDescription, "'cpu'") {
+		t.Errorf("status_description %q does not show the server's detail on cpu", r.doc.StatusDescription)
+	}
+}
