@@ -264,6 +264,16 @@ func TestMessagesDecodeValues(t *testing.T) {
 			t.Errorf("decode step_output.json = %+v", so)
 		}
 	})
+	t.Run("no wall clock on a response", func(t *testing.T) {
+		// The wall clock enters only with RunInput.now_unix_ms; an
+		// HTTPResponse field of that name was never set nor read.
+		d := json.NewDecoder(strings.NewReader(`{"status":200,"now_ms":1,"now_unix_ms":1764500000000}`))
+		d.DisallowUnknownFields()
+		var r abi.HTTPResponse
+		if err := d.Decode(&r); err == nil {
+			t.Errorf("HTTPResponse decodes now_unix_ms: %+v", r)
+		}
+	})
 	t.Run("omitempty", func(t *testing.T) {
 		// A response without a status or an error encodes only now_ms.
 		b, _ := json.Marshal(abi.HTTPResponse{NowMS: 5})

@@ -117,15 +117,10 @@ type HTTPResponse struct {
 	BodyText string `json:"body_text,omitempty"`
 	// Error explains why there is no response.
 	Error *TransportError `json:"error,omitempty"`
-	// NowMS is the host's monotonic clock after the exchange.
+	// NowMS is the host's monotonic clock after the exchange. A response
+	// carries no wall-clock time: the wall clock enters only with
+	// [RunInput.NowUnixMS], at a start or a resume.
 	NowMS int64 `json:"now_ms"`
-	// NowUnixMS is the host's wall clock, in Unix milliseconds, at the
-	// start. It is the machine's only wall-clock reading: a scheduled start
-	// ([Fields.StartAt]) is checked against it (not in the past) and a
-	// relative one ("10m") resolved from it, once; the result is kept in the
-	// checkpoint. Zero means unknown: then a StartAt is refused (exit 20).
-	// On a resume it is ignored.
-	NowUnixMS int64 `json:"now_unix_ms,omitempty"`
 	// Interrupt is set when the host was asked to stop.
 	Interrupt *Interrupt `json:"interrupt,omitempty"`
 }
