@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ue-prefect/ue-prefect/tests/rig"
 )
 
 // TestE2E_CreateRejectedJobVariables: a deployment on a work pool whose
@@ -14,9 +16,15 @@ import (
 // rejected by Prefect at the create (422), and the task says so: exit 20 on
 // Parameters (JSON) naming its job_variables, not its parameters. No
 // worker is needed: the server validates before it creates anything.
+// TestE2E_Prefect2 runs the same check on Prefect 2.20, which answers
+// alike.
 func TestE2E_CreateRejectedJobVariables(t *testing.T) {
 	t.Parallel()
-	env := e2e(t)
+	checkCreateRejectedJobVariables(t, e2e(t))
+}
+
+func checkCreateRejectedJobVariables(t *testing.T, env *rig.Env) {
+	t.Helper()
 	ctx := ctxT(t, time.Minute)
 	name := fmt.Sprintf("jv-typed-%d", time.Now().UnixNano())
 	do := func(path string, body any, want int) map[string]any {

@@ -187,6 +187,10 @@ func TestE2E_Prefect2(t *testing.T) {
 		t.Parallel()
 		checkScheduledStart(t, env)
 	})
+	t.Run("job variables rejected at the create", func(t *testing.T) {
+		t.Parallel()
+		checkCreateRejectedJobVariables(t, env)
+	})
 	t.Run("schema not enforced: warn and launch", func(t *testing.T) {
 		t.Parallel()
 		r := runUE(t, server(env, "UE_PREFECT_DEPLOYMENT", "typed/typed-lax", "UE_PREFECT_PARAMETERS", `{"parameters":{"count":"abc"}}`))
