@@ -388,3 +388,31 @@ func TestMonitorAlignStartDeadline(t *testing.T) {
 		t.Errorf("exit 41 read %s after the first read, want at most the deadline %s + the batch window %s", got, deadline, DefaultBatchWindow)
 	}
 }
+
+// TestMonitorSlowStepsKeepTheInterval: a run's next poll is due an
+// interval after the answer its machine was given (the input's now), not
+// after its step ended. The Monitor steps a batch's runs one after
+// another, so on a busy machine a run's step can end seconds after its
+// answer came; timed from the step's end, each round added that time to
+// the run's interval, and the runs of one batch drifted apart by their
+// places in the queue. Here each step that ends in a sleep takes 5 s of
+// virtual time: the reads must still come an interval plus the batch
+// window apart (before the fix: 66 s for a 60 s interval).
+func TestMonitorSlowStepsKeepTheInterval(t *testing.T) {
+	const interval, step = 60 * time.Second, 5 * time.Second
+	g := newAlignRig(t, 5*interval)
+	g.m.beforeSleep = func(string, abi.SleepRequest) { g.clock.Advance(step) }
+	g.follow(t, 0, "k", fakeID(1), abi.Fields{PollInterval: fmt.Sprint(int(interval / time.Second))})
+	g.run(t)
+	g.mu.Lock()
+	reads := g.reads[fakeID(1)]
+	g.mu.Unlock()
+	if len(reads) < 4 {
+		t.Fatalf("%d reads in %s, want at least 4", len(reads), 5*interval)
+	}
+	for i := 1; i < len(reads); i++ {
+		if gap := reads[i] - reads[i-1]; gap > interval+DefaultBatchWindow {
+			t.Errorf("read %d came %s after the one before, want at most the interval %s + the batch window %s", i, gap, interval, DefaultBatchWindow)
+		}
+	}
+}

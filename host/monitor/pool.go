@@ -85,6 +85,10 @@ func (pl *pool) worker(s *host.Stepper) {
 func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 	m := pl.m
 	r, in := j.r, j.in
+	// at is the machine's now: the time its last input carried. A sleep is
+	// timed from it, not from when the step ended, so that the runs of one
+	// batch, stepped one after another, stay due together.
+	at := m.clock.Since()
 	parked := false
 	defer func() {
 		if j.cohort != nil && !parked {
@@ -94,6 +98,9 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 	for {
 		if m.stopped() {
 			return s, nil
+		}
+		if t, ok := inputAt(in); ok {
+			at = t
 		}
 		out, err := s.Step(m.ctx, in)
 		if err != nil {
@@ -166,7 +173,7 @@ func (pl *pool) advance(s *host.Stepper, j job) (*host.Stepper, error) {
 			}
 			parked = true
 			m.subscribe(r, last.Sleep.WakeOn)
-			m.park(r, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, last.Sleep.Exact, j.cohort)
+			m.park(r, at, time.Duration(last.Sleep.DurationMS)*time.Millisecond, last.Sleep.WakeOn != nil, last.Sleep.Exact, j.cohort)
 		case abi.CommandHTTP:
 			r.cmd = *last
 			m.request(r, *last.HTTP)
@@ -200,4 +207,21 @@ func (pl *pool) traceEvent(r *mrun, ev *abi.Event) {
 	case ev.Woke != nil && r.cmd.Sleep != nil:
 		m.traceCall(abi.FuncSleep, r.cmd.Sleep, ev.Woke)
 	}
+}
+
+// inputAt is the host time an input gives the machine as its now, if it
+// gives one.
+func inputAt(in abi.StepInput) (time.Duration, bool) {
+	var ms int64
+	switch {
+	case in.Input != nil:
+		ms = in.Input.NowMS
+	case in.Event != nil && in.Event.HTTP != nil:
+		ms = in.Event.HTTP.NowMS
+	case in.Event != nil && in.Event.Woke != nil:
+		ms = in.Event.Woke.NowMS
+	default:
+		return 0, false
+	}
+	return time.Duration(ms) * time.Millisecond, true
 }

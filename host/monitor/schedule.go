@@ -57,14 +57,15 @@ func (sc *schedule) subscribe(r *mrun, on *abi.WakeOn) {
 	}
 }
 
-// park puts r to sleep for d; an exact sleep (abi.SleepRequest.Exact)
+// park puts r to sleep for d from at, the machine's now (the time of the
+// input that led to the sleep); an exact sleep (abi.SleepRequest.Exact)
 // is never held. In a cohort (the runs of one failed batch) it waits for
 // the others, so that they all wake together at the latest of their times
 // and their retries share one request again.
-func (sc *schedule) park(r *mrun, d time.Duration, wakeable, exact bool, c *cohort) {
+func (sc *schedule) park(r *mrun, at, d time.Duration, wakeable, exact bool, c *cohort) {
 	m := sc.m
 	m.mu.Lock()
-	r.due = m.clock.Since() + d
+	r.due = at + d
 	r.sleepFor = d
 	r.wakeable, r.exact = wakeable, exact
 	r.held = false
