@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	outs := make(map[string]outcome, len(ids))
 	all := make(chan struct{})
 	warns := 0
+	kinds := map[string]int{} // warning texts, ids cut, by count
 	m, err := monitor.New(ctx, rt, monitor.Config{
 		Connection:        prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
 		Instances:         instances,
@@ -113,6 +115,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 			if l.Level == abi.LevelWarn || l.Level == abi.LevelError {
 				mu.Lock()
 				warns++
+				kinds[warningKind(l.Message)]++
 				mu.Unlock()
 			}
 		},
@@ -148,6 +151,7 @@ func run(api, idsFile string, interval int, outFile string, instances int, cache
 	sum, _ := json.Marshal(map[string]any{
 		"runs": len(ids), "elapsed_ms": elapsed.Milliseconds(), "vmhwm_kib": vmHWM(),
 		"requests": m.Requests(), "warnings": warns, "peak_last_minute": peak.Load(),
+		"warning_kinds": kinds,
 	})
 	fmt.Fprintf(w, "done %s\n", sum)
 	return nil
@@ -165,3 +169,19 @@ func vmHWM() int64 {
 	}
 	return 0
 }
+
+// warningKind is a warning's text with flow run ids and numbers cut out,
+// so that the same warning for many runs counts as one kind.
+func warningKind(msg string) string {
+	msg = uuidRE.ReplaceAllString(msg, "<id>")
+	msg = numRE.ReplaceAllString(msg, "N")
+	if len(msg) > 120 {
+		msg = msg[:120] + "…"
+	}
+	return msg
+}
+
+var (
+	uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	numRE  = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
+)
