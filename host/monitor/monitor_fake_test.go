@@ -54,6 +54,17 @@ func (f *fakePrefect) base(t *testing.T) *Config {
 		BatchWindow: 50 * time.Millisecond}
 }
 
+// newMonitor is New(t.Context(), newTestRuntime(t), cfg); the test fails
+// if it errs.
+func newMonitor(t *testing.T, cfg Config) *Monitor {
+	t.Helper()
+	m, err := New(t.Context(), newTestRuntime(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func fakeID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
 
 func (f *fakePrefect) set(id, state string) {
