@@ -34,13 +34,7 @@ func (t monitorScenarioTransport) RoundTrip(r *http.Request) (*http.Response, er
 	p := strings.TrimPrefix(r.URL.EscapedPath(), "/api")
 	method, batch := r.Method, false
 	if r.Method == http.MethodPost && strings.HasSuffix(p, "/flow_runs/filter") {
-		var q struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-		}
+		var q filterQuery
 		if err := json.Unmarshal(body, &q); err != nil || len(q.FlowRuns.ID.Any) != 1 {
 			return nil, errors.New("a batch of other than one run in a scenario")
 		}

@@ -54,6 +54,17 @@ func (f *fakePrefect) base(t *testing.T) *Config {
 		BatchWindow: 50 * time.Millisecond}
 }
 
+// filterQuery is what the fakes read of a POST /flow_runs/filter body: the
+// ids asked for and the row limit.
+type filterQuery struct {
+	FlowRuns struct {
+		ID struct {
+			Any []string `json:"any_"`
+		} `json:"id"`
+	} `json:"flow_runs"`
+	Limit int `json:"limit"`
+}
+
 // newMonitor is New(t.Context(), newTestRuntime(t), cfg); the test fails
 // if it errs.
 func newMonitor(t *testing.T, cfg Config) *Monitor {
@@ -87,14 +98,7 @@ func (f *fakePrefect) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/api/flow_runs/filter":
-		var q struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-			Limit int `json:"limit"`
-		}
+		var q filterQuery
 		if err := json.NewDecoder(r.Body).Decode(&q); err != nil {
 			w.WriteHeader(400)
 			return
