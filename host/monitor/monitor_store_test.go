@@ -224,10 +224,7 @@ func TestMonitorForget(t *testing.T) {
 			store := tc.store(t)
 			cfg := f.base(t)
 			cfg.Store = store
-			m, err := New(t.Context(), newTestRuntime(t), *cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newMonitor(t, *cfg)
 			defer m.Close()
 			launch := func(key string, fields abi.Fields) abi.RunOutput {
 				t.Helper()
