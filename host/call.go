@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -220,12 +219,6 @@ func (r *Runtime) Step(ctx context.Context, in abi.StepInput) (abi.StepOutput, e
 	var so abi.StepOutput
 	err = json.Unmarshal(out, &so)
 	return so, err
-}
-
-func randomID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // UserAgent is the User-Agent of a run whose Connection names none: one

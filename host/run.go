@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/internal/randid"
 )
 
 // Running one action to its end: Run, over the run export, or over the
@@ -52,7 +53,7 @@ func (r *Runtime) Run(ctx context.Context, cfg RunConfig, in abi.RunInput) (abi.
 		in.UIBase = cfg.UIBase
 	}
 	if in.InvocationID == "" {
-		in.InvocationID = randomID()
+		in.InvocationID = randid.New()
 	}
 	if in.Seed == 0 {
 		var b [8]byte

@@ -27,8 +27,10 @@ func TestImportPolicy(t *testing.T) {
 		{"./host", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},
 		// The Monitor: the runtime and the wire, never a command.
 		{"./host/monitor", false, []string{"github.com/ue-prefect/ue-prefect/host", "github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, []string{"github.com/ue-prefect/ue-prefect/host/cmd/ue-prefect"}},
-		// Test kits for other hosts: no plugin internals, no runtime.
-		{"./host/hosttest", false, []string{"github.com/ue-prefect/ue-prefect/host/internal/"}, nil},
+		// Test kits for other hosts: no plugin internals, no runtime. hosttest
+		// answers a host's HTTP client from a script, so it has the contract
+		// and Prefect's wire (which any host already depends on).
+		{"./host/hosttest", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host/internal/", "github.com/ue-prefect/ue-prefect/host/prefect", "github.com/coder/websocket"}, nil},
 		{"./plugin/flowrun/flowruntest", false, []string{"github.com/ue-prefect/ue-prefect/abi"}, []string{"net", "net/http", "os/exec"}},
 		{"./host/cmd/ue-prefect", false, []string{"github.com/ue-prefect/ue-prefect/abi", "github.com/ue-prefect/ue-prefect/host", "github.com/tetratelabs/wazero", "golang.org/x/sys", "github.com/coder/websocket"}, nil},
 	}

@@ -2,14 +2,11 @@ package tests
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,32 +33,7 @@ func (t scenarioTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if ex.Interrupt != nil {
 		t.intr.Interrupt(ex.Interrupt.Reason, ex.Interrupt.ExitCode)
 	}
-	a := ex.Response
-	if e := a.Error; e != nil {
-		switch e.Kind {
-		case abi.TransportConnect:
-			return nil, syscall.ECONNREFUSED
-		case abi.TransportTimeout:
-			return nil, context.DeadlineExceeded
-		case abi.TransportInterrupted:
-			return nil, context.Canceled
-		case abi.TransportReset:
-			if e.Message == "EOF" {
-				return nil, io.EOF
-			}
-			return nil, syscall.ECONNRESET
-		}
-		return nil, errors.New(e.Message)
-	}
-	h := http.Header{}
-	if a.RetryAfterMS > 0 {
-		h.Set("Retry-After", strconv.FormatInt(a.RetryAfterMS/1000, 10))
-	}
-	body := string(a.Body)
-	if body == "" {
-		body = a.BodyText
-	}
-	return &http.Response{StatusCode: a.Status, Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+	return hosttest.ScriptedResponse(r, ex.Response)
 }
 
 // interruptingClock is a virtual clock whose Nth sleep delivers the
@@ -122,24 +94,6 @@ func (e *scriptEvents) fire() {
 	}
 }
 
-func credentialFor(t *testing.T, c abi.CredentialResponse) prefect.Credential {
-	switch c.Scheme {
-	case abi.SchemeBearer:
-		cred, err := prefect.BearerCredential("pnu_differential_test_key", c.Source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cred
-	case abi.SchemeBasic:
-		cred, err := prefect.BasicCredential("user:differential-test-pw", c.Source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cred
-	}
-	return prefect.NoCredential()
-}
-
 // scenarioConfig is the host's own HTTP, clock and credential code with
 // only the network and the clock's passing scripted from s.
 func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
@@ -153,7 +107,7 @@ func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
 		Connection: prefect.Connection{
 			Target:     s.Sc.Input.Target,
 			APIBase:    base,
-			Credential: credentialFor(t, s.Sc.Credential),
+			Credential: hosttest.ScriptedCredential(t, s.Sc.Credential),
 			Transport:  scenarioTransport{s: s, intr: intr},
 		},
 		Clock:       interruptingClock{VirtualClock: hosttest.NewVirtualClock(time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)), s: s, intr: intr, ev: ev},

@@ -1,14 +1,12 @@
 package tests
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host/monitor"
-	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
 // TestE2E_MonitorBudget: two 30 s runs launched through a Monitor with a
@@ -22,27 +20,7 @@ func TestE2E_MonitorBudget(t *testing.T) {
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	mr.proxy.RateLimit(budget, time.Minute)
-	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := monitor.New(context.Background(), mr.rt, monitor.Config{
-		Connection:        prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
-		RequestsPerMinute: budget,
-		OnOutcome: func(key string, out abi.RunOutput) {
-			mr.mu.Lock()
-			defer mr.mu.Unlock()
-			mr.outs[key] = out
-		},
-		Log: func(key string, l abi.LogRecord) {
-			mr.mu.Lock()
-			defer mr.mu.Unlock()
-			mr.logs = append(mr.logs, key+": "+l.Message)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mr.startWith(t, monitor.Config{RequestsPerMinute: budget})
 	defer m.Close()
 	tag := fmt.Sprintf("monbudget-%d", time.Now().UnixNano())
 	var keys []string

@@ -45,28 +45,33 @@ func newMonitorRig(t *testing.T, env *rig.Env) *monitorRig {
 
 func (mr *monitorRig) start(t *testing.T, store monitor.Store, ev ...host.EventSource) *monitor.Monitor {
 	t.Helper()
-	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var src host.EventSource
 	if len(ev) > 0 {
 		src = ev[0]
 	}
-	m, err := monitor.New(context.Background(), mr.rt, monitor.Config{
-		Connection: prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()},
-		Store:      store, Events: src,
-		OnOutcome: func(key string, out abi.RunOutput) {
-			mr.mu.Lock()
-			defer mr.mu.Unlock()
-			mr.outs[key] = out
-		},
-		Log: func(key string, l abi.LogRecord) {
-			mr.mu.Lock()
-			defer mr.mu.Unlock()
-			mr.logs = append(mr.logs, key+": "+l.Message)
-		},
-	})
+	return mr.startWith(t, monitor.Config{Store: store, Events: src})
+}
+
+// startWith starts a Monitor with cfg, whose Connection (the proxy, no
+// credential), OnOutcome and Log it sets to the rig's.
+func (mr *monitorRig) startWith(t *testing.T, cfg monitor.Config) *monitor.Monitor {
+	t.Helper()
+	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Connection = prefect.Connection{Target: abi.TargetServer, APIBase: base, Credential: prefect.NoCredential()}
+	cfg.OnOutcome = func(key string, out abi.RunOutput) {
+		mr.mu.Lock()
+		defer mr.mu.Unlock()
+		mr.outs[key] = out
+	}
+	cfg.Log = func(key string, l abi.LogRecord) {
+		mr.mu.Lock()
+		defer mr.mu.Unlock()
+		mr.logs = append(mr.logs, key+": "+l.Message)
+	}
+	m, err := monitor.New(context.Background(), mr.rt, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

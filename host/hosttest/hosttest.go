@@ -1,6 +1,7 @@
 // Package hosttest holds what tests of a program embedding package host
 // need and production code does not: a virtual clock that makes a run
-// deterministic.
+// deterministic, and the answers of a scripted network and credential
+// store in the form the host's own HTTP and credential code take.
 package hosttest
 
 import (

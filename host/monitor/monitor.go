@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ue-prefect/ue-prefect/abi"
 	"github.com/ue-prefect/ue-prefect/host"
+	"github.com/ue-prefect/ue-prefect/host/internal/randid"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 )
 
@@ -202,7 +202,7 @@ func (m *Monitor) baseInput() abi.RunInput {
 	// expected start, and on a restart from the store tells the machine
 	// how long it was away, so start deadlines count the downtime.
 	in := abi.RunInput{Target: m.cfg.Target, APIBase: m.cfg.APIBase.String(), UIBase: m.cfg.UIBase,
-		Seed: binary.LittleEndian.Uint64(b[:]) | 1, InvocationID: randomID(), NowMS: m.nowMS(), NowUnixMS: m.clock.Now().UnixMilli()}
+		Seed: binary.LittleEndian.Uint64(b[:]) | 1, InvocationID: randid.New(), NowMS: m.nowMS(), NowUnixMS: m.clock.Now().UnixMilli()}
 	return in
 }
 
@@ -457,12 +457,6 @@ func (m *Monitor) finish(r *mrun, out abi.RunOutput) {
 	}
 	r.end(out)
 	m.mu.Unlock()
-}
-
-func randomID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // newClient is the Monitor's prefect.Client: a Connection without a

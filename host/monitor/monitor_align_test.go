@@ -142,10 +142,7 @@ func newAlignRig(t *testing.T, stopAt time.Duration) *alignRig {
 	}
 	cfg := g.f.base(t)
 	cfg.Clock, cfg.OnOutcome, cfg.BatchWindow = g.clock, g.log.on, DefaultBatchWindow
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	t.Cleanup(func() { m.Close() })
 	g.m, g.clock.m = m, m
 	return g

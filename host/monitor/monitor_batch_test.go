@@ -28,10 +28,7 @@ func TestMonitorRidersAreNotPolls(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.OnOutcome = log.on
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	for i := range n {
 		f.set(fakeID(i), "RUNNING")
@@ -115,10 +112,7 @@ func TestMonitorServerLimit(t *testing.T) {
 			cfg := f.base(t)
 			cfg.OnOutcome = log.on
 			cfg.BatchWindow = 2 * time.Second
-			m, err := New(t.Context(), newTestRuntime(t), *cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newMonitor(t, *cfg)
 			defer m.Close()
 			for i := range n {
 				f.set(fakeID(i), "RUNNING")
@@ -176,10 +170,7 @@ func TestMonitorLargeAnswer(t *testing.T) {
 	cfg.OnOutcome = log.on
 	cfg.MaxResponseBytes = 5000 // three rows
 	cfg.BatchWindow = 2 * time.Second
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	for i := range n {
 		f.set(fakeID(i), "COMPLETED")

@@ -146,13 +146,7 @@ func TestMonitorBudgetPacesAndFinishes(t *testing.T) {
 	var calls []call
 	reads := map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var f struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-		}
+		var f filterQuery
 		if r.URL.Path != "/api/flow_runs/filter" || json.NewDecoder(r.Body).Decode(&f) != nil {
 			t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
 			w.WriteHeader(500)

@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ue-prefect/ue-prefect/abi"
+	"github.com/ue-prefect/ue-prefect/host/hosttest"
 	"github.com/ue-prefect/ue-prefect/host/internal/vclock"
 	"github.com/ue-prefect/ue-prefect/host/prefect"
 	"github.com/ue-prefect/ue-prefect/plugin/flowrun/flowruntest"
@@ -35,13 +34,7 @@ func (t monitorScenarioTransport) RoundTrip(r *http.Request) (*http.Response, er
 	p := strings.TrimPrefix(r.URL.EscapedPath(), "/api")
 	method, batch := r.Method, false
 	if r.Method == http.MethodPost && strings.HasSuffix(p, "/flow_runs/filter") {
-		var q struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-		}
+		var q filterQuery
 		if err := json.Unmarshal(body, &q); err != nil || len(q.FlowRuns.ID.Any) != 1 {
 			return nil, errors.New("a batch of other than one run in a scenario")
 		}
@@ -50,39 +43,15 @@ func (t monitorScenarioTransport) RoundTrip(r *http.Request) (*http.Response, er
 	}
 	ex, _ := t.s.Next(method, p)
 	a := ex.Response
-	if e := a.Error; e != nil {
-		switch e.Kind {
-		case abi.TransportConnect:
-			return nil, syscall.ECONNREFUSED
-		case abi.TransportTimeout:
-			return nil, context.DeadlineExceeded
-		case abi.TransportInterrupted:
-			return nil, context.Canceled
-		case abi.TransportReset:
-			if e.Message == "EOF" {
-				return nil, io.EOF
-			}
-			return nil, syscall.ECONNRESET
-		}
-		return nil, errors.New(e.Message)
-	}
-	h := http.Header{}
-	if a.RetryAfterMS > 0 {
-		h.Set("Retry-After", strconv.FormatInt(a.RetryAfterMS/1000, 10))
-	}
-	text := string(a.Body)
-	if text == "" {
-		text = a.BodyText
-	}
-	if batch && a.Status == http.StatusOK {
+	if batch && a.Error == nil && a.Status == http.StatusOK {
 		var row struct {
 			ID string `json:"id"`
 		}
 		if json.Unmarshal(a.Body, &row) == nil && row.ID != "" {
-			text = "[" + text + "]"
+			a.Body = json.RawMessage("[" + string(a.Body) + "]")
 		}
 	}
-	return &http.Response{StatusCode: a.Status, Header: h, Body: io.NopCloser(strings.NewReader(text)), Request: r}, nil
+	return hosttest.ScriptedResponse(r, a)
 }
 
 // scenarioClock is a virtual clock on which the scenario's event ends the
@@ -107,24 +76,6 @@ func (c *scenarioClock) Sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 	return c.Clock.Sleep(ctx, d)
-}
-
-func scenarioCredential(t *testing.T, c abi.CredentialResponse) prefect.Credential {
-	switch c.Scheme {
-	case abi.SchemeBearer:
-		cred, err := prefect.BearerCredential("pnu_differential_test_key", c.Source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cred
-	case abi.SchemeBasic:
-		cred, err := prefect.BasicCredential("user:differential-test-pw", c.Source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cred
-	}
-	return prefect.NoCredential()
 }
 
 // TestMonitorDifferential runs every golden scenario of the state machine
@@ -154,7 +105,7 @@ func TestMonitorDifferential(t *testing.T) {
 		store := NewMemoryStore()
 		m, err := New(context.Background(), rt, Config{
 			Connection: prefect.Connection{Target: sc.Input.Target, APIBase: base, UIBase: sc.Input.UIBase,
-				Credential: scenarioCredential(t, sc.Credential), Transport: monitorScenarioTransport{s}},
+				Credential: hosttest.ScriptedCredential(t, sc.Credential), Transport: monitorScenarioTransport{s}},
 			Clock: clock, Store: store, Instances: 1, BatchWindow: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)

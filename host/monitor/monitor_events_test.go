@@ -66,13 +66,7 @@ func TestMonitorEventsCatchUp(t *testing.T) {
 				}
 			}
 		case r.Method == http.MethodPost && r.URL.Path == "/api/flow_runs/filter":
-			var f struct {
-				FlowRuns struct {
-					ID struct {
-						Any []string `json:"any_"`
-					} `json:"id"`
-				} `json:"flow_runs"`
-			}
+			var f filterQuery
 			_ = json.NewDecoder(r.Body).Decode(&f)
 			mu.Lock()
 			batches = append(batches, len(f.FlowRuns.ID.Any))

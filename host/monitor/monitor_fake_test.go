@@ -54,6 +54,28 @@ func (f *fakePrefect) base(t *testing.T) *Config {
 		BatchWindow: 50 * time.Millisecond}
 }
 
+// filterQuery is what the fakes read of a POST /flow_runs/filter body: the
+// ids asked for and the row limit.
+type filterQuery struct {
+	FlowRuns struct {
+		ID struct {
+			Any []string `json:"any_"`
+		} `json:"id"`
+	} `json:"flow_runs"`
+	Limit int `json:"limit"`
+}
+
+// newMonitor is New(t.Context(), newTestRuntime(t), cfg); the test fails
+// if it errs.
+func newMonitor(t *testing.T, cfg Config) *Monitor {
+	t.Helper()
+	m, err := New(t.Context(), newTestRuntime(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func fakeID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
 
 func (f *fakePrefect) set(id, state string) {
@@ -76,14 +98,7 @@ func (f *fakePrefect) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/api/flow_runs/filter":
-		var q struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-			Limit int `json:"limit"`
-		}
+		var q filterQuery
 		if err := json.NewDecoder(r.Body).Decode(&q); err != nil {
 			w.WriteHeader(400)
 			return

@@ -78,10 +78,7 @@ func TestMonitorCloseEndsWatches(t *testing.T) {
 	store := NewMemoryStore()
 	cfg := f.base(t)
 	cfg.Store, cfg.Events = store, ev
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	w, err := m.Follow("k", fakeID(1))
 	if err != nil {
 		t.Fatal(err)
@@ -120,10 +117,7 @@ func TestMonitorConcurrentLaunch(t *testing.T) {
 	cfg := f.base(t)
 	cfg.Store = store
 	cfg.OnOutcome = func(string, abi.RunOutput) { mu.Lock(); outcomes++; mu.Unlock() }
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	const n = 8
 	watches := make([]*Watch, n)
@@ -170,10 +164,7 @@ func TestMonitorLaunchSaveFails(t *testing.T) {
 	store.fail = true
 	cfg := f.base(t)
 	cfg.Store = store
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	if _, err := m.Launch("k", abi.Fields{Deployment: flowruntest.DeploymentID}); err == nil {
 		t.Fatal("Launch succeeded with a failing store")

@@ -67,10 +67,7 @@ func TestFileStoreLongKeys(t *testing.T) {
 // run: the Monitor gives the machine the wall clock.
 func TestMonitorStartAt(t *testing.T) {
 	f := newFakePrefect(t)
-	m, err := New(t.Context(), newTestRuntime(t), *f.base(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *f.base(t))
 	defer m.Close()
 	before := time.Now()
 	w, err := m.Launch("later", abi.Fields{Deployment: flowruntest.DeploymentID, StartAt: "10m", Wait: "false"})
@@ -122,10 +119,7 @@ func TestMonitorKeepsUnknownFates(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Store, cfg.OnOutcome = store, log.on
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	w, err := m.Launch("outage", abi.Fields{FlowRunID: fakeID(1), PollInterval: "1", OutageBudget: "0"})
 	if err != nil {
 		t.Fatal(err)
@@ -149,10 +143,7 @@ func TestMonitorKeepsUnknownFates(t *testing.T) {
 	down = false
 	f.runs[fakeID(1)] = "COMPLETED"
 	f.mu.Unlock()
-	m, err = New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m = newMonitor(t, *cfg)
 	defer m.Close()
 	if out := log.wait(t, "outage", 2); out.ExitCode != abi.ExitSuccess {
 		t.Fatalf("resumed after the outage: exit %d: %s", out.ExitCode, out.StatusDescription)
@@ -233,10 +224,7 @@ func TestMonitorForget(t *testing.T) {
 			store := tc.store(t)
 			cfg := f.base(t)
 			cfg.Store = store
-			m, err := New(t.Context(), newTestRuntime(t), *cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newMonitor(t, *cfg)
 			defer m.Close()
 			launch := func(key string, fields abi.Fields) abi.RunOutput {
 				t.Helper()

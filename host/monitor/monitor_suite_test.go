@@ -23,10 +23,7 @@ func TestMonitorRestartFromStore(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Store, cfg.OnOutcome = store, log.on
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	if _, err := m.Launch("nightly", abi.Fields{Deployment: flowruntest.DeploymentID, PollInterval: "1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +37,7 @@ func TestMonitorRestartFromStore(t *testing.T) {
 		t.Fatal("the unfinished run is not in the store")
 	}
 	f.set(fakeID(900001), "COMPLETED")
-	m, err = New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m = newMonitor(t, *cfg)
 	defer m.Close()
 	if out := log.wait(t, "nightly", 1); out.ExitCode != abi.ExitSuccess {
 		t.Fatalf("resumed run: exit %d: %s", out.ExitCode, out.StatusDescription)
@@ -66,10 +60,7 @@ func TestMonitorEventWakes(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Events, cfg.OnOutcome = ev, log.on
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	start := time.Now()
 	if _, err := m.Follow("k", fakeID(1)); err != nil {
@@ -117,10 +108,7 @@ func TestMonitorRetryAfterVirtual(t *testing.T) {
 	var log outcomeLog
 	cfg := f.base(t)
 	cfg.Clock, cfg.OnOutcome = clock, log.on
-	m, err := New(t.Context(), newTestRuntime(t), *cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newMonitor(t, *cfg)
 	defer m.Close()
 	start := time.Now()
 	if _, err := m.Follow("k", fakeID(1)); err != nil {

@@ -43,14 +43,7 @@ func TestMonitorBatchedReads(t *testing.T) {
 			w.WriteHeader(500)
 			return
 		}
-		var f struct {
-			FlowRuns struct {
-				ID struct {
-					Any []string `json:"any_"`
-				} `json:"id"`
-			} `json:"flow_runs"`
-			Limit int `json:"limit"`
-		}
+		var f filterQuery
 		if err := json.NewDecoder(r.Body).Decode(&f); err != nil || f.Limit < len(f.FlowRuns.ID.Any) {
 			t.Errorf("filter body: %v, limit %d", err, f.Limit)
 		}

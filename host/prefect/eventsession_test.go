@@ -157,6 +157,15 @@ func (r *eventRecorder) add(e Event) {
 	r.mu.Unlock()
 }
 
+// subscribe subscribes r to the events of flow run id on h's
+// /events/out; the test fails if it cannot.
+func (r *eventRecorder) subscribe(t *testing.T, h *EventHub, id string) {
+	t.Helper()
+	if _, err := h.Subscribe("/events/out", id, r.add); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // count returns how many events named name each run heard.
 func (r *eventRecorder) count(name string) map[string]int {
 	r.mu.Lock()
@@ -236,9 +245,7 @@ func TestSessionHandshake(t *testing.T) {
 			h := newEventHub(cfg)
 			defer h.Close()
 			var rec eventRecorder
-			if _, err := h.Subscribe("/events/out", strings.ToUpper(runA), rec.add); err != nil {
-				t.Fatal(err)
-			}
+			rec.subscribe(t, h, strings.ToUpper(runA))
 			waitFor(t, "StreamConnected", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 			got := rec.names()
 			if want := []string{"aaaa prefect.flow-run.Pending", "aaaa " + StreamConnected}; strings.Join(got, ",") != strings.Join(want, ",") {
@@ -296,9 +303,7 @@ func TestSessionAuthRefused(t *testing.T) {
 	cfg.Log = func(m string) { smu.Lock(); said.WriteString(m + "\n"); smu.Unlock() }
 	h := newEventHub(cfg)
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "three refusals", func() bool { return h.Status("/events/out").Failures >= 3 })
 	h.Close()
 	st := h.Status("/events/out")
@@ -325,9 +330,7 @@ func TestSessionSilent(t *testing.T) {
 	h := newEventHub(cfg)
 	defer h.Close()
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "two keep-alive failures", func() bool {
 		st := h.Status("/events/out")
 		return st.Failures >= 2 && strings.Contains(st.LastError, "keep-alive")
@@ -349,9 +352,7 @@ func TestSessionSilentBeforePing(t *testing.T) {
 	h := newEventHub(cfg)
 	defer h.Close()
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "two failures", func() bool { return h.Status("/events/out").Failures >= 2 })
 	if st := h.Status("/events/out"); st.Healthy != 0 || !strings.Contains(st.LastError, "keep-alive") {
 		t.Errorf("status %+v", st)
@@ -379,9 +380,7 @@ func TestSessionFlapping(t *testing.T) {
 	defer h.Close()
 	var rec eventRecorder
 	for _, id := range []string{runA, runB} {
-		if _, err := h.Subscribe("/events/out", id, rec.add); err != nil {
-			t.Fatal(err)
-		}
+		rec.subscribe(t, h, id)
 	}
 	waitFor(t, "the connection after the flapping", func() bool { return len(s.seen()) >= flaps+1 })
 	cs := s.seen()
@@ -423,9 +422,7 @@ func TestSessionBackoffReset(t *testing.T) {
 	h := newEventHub(cfg)
 	defer h.Close()
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "the connection that stays", func() bool { return len(s.seen()) > healthy })
 	waitFor(t, "its catch-up", func() bool { return rec.count(StreamConnected)[runA] > 0 })
 	kicked := time.Now()
@@ -454,9 +451,7 @@ func TestSessionCatchUp(t *testing.T) {
 	h := newEventHub(cfg)
 	defer h.Close()
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "A's catch-up", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 
 	// A second run: the hub reconnects with a filter naming both; only B
@@ -501,14 +496,10 @@ func TestSessionResubscribeHealthy(t *testing.T) {
 	h := newEventHub(cfg)
 	defer h.Close()
 	var rec eventRecorder
-	if _, err := h.Subscribe("/events/out", runA, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runA)
 	waitFor(t, "A's catch-up", func() bool { return rec.count(StreamConnected)[runA] == 1 })
 	added := time.Now()
-	if _, err := h.Subscribe("/events/out", runB, rec.add); err != nil {
-		t.Fatal(err)
-	}
+	rec.subscribe(t, h, runB)
 	waitFor(t, "B's catch-up", func() bool { return rec.count(StreamConnected)[runB] == 1 })
 	if d := time.Since(added); d >= cfg.Healthy*3/4 {
 		t.Errorf("B's catch-up came %s after it was added, want at once (the stream was healthy)", d)

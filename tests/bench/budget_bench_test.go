@@ -1,17 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,157 +72,28 @@ func BenchmarkMonitorBudget(b *testing.B) {
 	date := time.Now().UTC().Format(time.RFC3339)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	dep, err := s.DeploymentID(ctx, "idle", "idle")
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	// The runs, created through the API (not through the proxy).
-	t0 := time.Now()
-	ids := make([]string, n)
-	if err := parallel(n, 4, func(i int) error {
-		return retry(func() error {
-			_, run, err := s.CreateFlowRun(ctx, dep, map[string]any{"name": fmt.Sprintf("budget-%d", i), "idempotency_key": fmt.Sprintf("budget-%d-%d", t0.UnixNano(), i)})
-			if err != nil {
-				return err
-			}
-			ids[i], _ = run["id"].(string)
-			return nil
-		})
-	}); err != nil {
-		b.Fatalf("creating %d flow runs: %v", n, err)
-	}
-	created := time.Since(t0)
-	idsFile := filepath.Join(tmpRoot, "budget-ids.txt")
-	if err := os.WriteFile(idsFile, []byte(strings.Join(ids, "\n")), 0o600); err != nil {
-		b.Fatal(err)
-	}
-
-	proc := filepath.Join(tmpRoot, "monitorproc")
-	build := exec.Command("go", "build", "-o", proc, "./tests/bench/monitorproc")
-	build.Dir = tl.root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building monitorproc: %v\n%s", err, out)
-	}
-	monCache := filepath.Join(tmpRoot, "monitor-cache")
-	if out, err := exec.Command(proc, "-warm", "-cache-dir", monCache).CombinedOutput(); err != nil {
-		b.Fatalf("monitorproc -warm: %v\n%s", err, out)
-	}
+	ids, idsFile, created := createIdleRuns(ctx, b, s, n, "budget", "budget-ids.txt")
+	mp := buildMonitorproc(b, tl.root)
 	proxy := rig.NewFaultProxy(s.URL)
 	defer proxy.Close()
 	proxy.RateLimit(rpm, time.Minute)
 
 	outFile := filepath.Join(tmpRoot, "budget-outcomes.json")
-	cmd := exec.Command(proc, "-api", proxy.URL(), "-ids", idsFile, "-interval", fmt.Sprint(int(interval/time.Second)),
-		"-budget", fmt.Sprint(rpm), "-out", outFile, "-cache-dir", monCache)
-	cmd.Env = cleanEnv(nil)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	tStart := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
-	lines := make(chan string, 4)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	expect := func(prefix string, within time.Duration) string {
-		select {
-		case l, ok := <-lines:
-			if !ok || !strings.HasPrefix(l, prefix) {
-				b.Fatalf("monitorproc: want %q, got %q\n%s", prefix, l, stderr.String())
-			}
-			return l
-		case <-time.After(within):
-			b.Fatalf("monitorproc: no %q after %s\n%s", prefix, within, stderr.String())
-		}
-		return ""
-	}
-	following := expect("following", 10*time.Minute)
+	run := mp.start(b, "-api", proxy.URL(), "-ids", idsFile, "-interval", fmt.Sprint(int(interval/time.Second)),
+		"-budget", fmt.Sprint(rpm), "-out", outFile)
+	defer run.stop()
+	following := run.expect("following", 10*time.Minute)
 	implied, arithmetic := budgetImplied(n, interval, rpm)
 	time.Sleep(2 * implied) // two rounds of reads, at the pace the budget allows
 
 	// Drive every run to its end, directly on the server, noting when the
 	// server answered each set_state.
-	want := make(map[string]string, n)
-	for i, id := range ids {
-		want[id] = "COMPLETED"
-		if i%10 == 9 {
-			want[id] = "FAILED"
-		}
-	}
-	setAt := make([]time.Time, n)
-	t1 := time.Now()
-	if err := parallel(n, 4, func(i int) error {
-		st := want[ids[i]]
-		return retry(func() error {
-			code, body, err := s.Do(ctx, "POST", "/flow_runs/"+ids[i]+"/set_state",
-				map[string]any{"state": map[string]any{"type": st, "name": strings.ToUpper(st[:1]) + strings.ToLower(st[1:])}, "force": true})
-			if err == nil && code != 200 && code != 201 {
-				err = fmt.Errorf("set_state %s: HTTP %d: %s", ids[i], code, body)
-			}
-			setAt[i] = time.Now()
-			return err
-		})
-	}); err != nil {
-		b.Fatal(err)
-	}
-	driven := time.Since(t1)
-	done := expect("done ", 10*time.Minute+3*implied)
+	d := driveToEnds(ctx, b, s, ids)
+	driven := d.took
+	sum := run.done(10*time.Minute + 3*implied)
 	tEnd := time.Now()
 
-	var sum struct {
-		VmHWMKiB int64 `json:"vmhwm_kib"`
-		Warnings int   `json:"warnings"`
-		Requests struct {
-			Batches, BatchedReads, Direct, LastMinute int64
-		} `json:"requests"`
-		PeakLastMinute int64 `json:"peak_last_minute"`
-	}
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(done, "done ")), &sum); err != nil {
-		b.Fatalf("monitorproc summary %q: %v", done, err)
-	}
-	raw, err := os.ReadFile(outFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var outs map[string]struct {
-		Exit  int    `json:"exit"`
-		State string `json:"state"`
-		AtMS  int64  `json:"at_ms"`
-	}
-	if err := json.Unmarshal(raw, &outs); err != nil {
-		b.Fatal(err)
-	}
-	correct := 0
-	var wrong []string
-	var delays []time.Duration
-	for i, id := range ids {
-		st := want[id]
-		o, ok := outs[id]
-		wantExit := 0
-		if st == "FAILED" {
-			wantExit = 1
-		}
-		if ok && o.Exit == wantExit && o.State == st {
-			correct++
-			delays = append(delays, time.UnixMilli(o.AtMS).Sub(setAt[i]))
-		} else if len(wrong) < 5 {
-			wrong = append(wrong, fmt.Sprintf("%s: want %s/%d, got %+v", id, st, wantExit, o))
-		}
-	}
+	_, correct, wrong, delays := judgeOutcomes(b, outFile, ids, d)
 	var sent []time.Time
 	var limited, filters, others int
 	for _, ex := range proxy.Log() {
@@ -268,7 +133,7 @@ func BenchmarkMonitorBudget(b *testing.B) {
 	table += fmt.Sprintf("%-58s %14s\n", "detection delay max", pctl(delays, 1).Round(10*time.Millisecond))
 	table += fmt.Sprintf("   requests through the proxy: %d filter reads, %d others; monitor counters: %d batches carrying %d reads, %d other; peak RSS %.1f MiB; %d warnings\n",
 		filters, others, sum.Requests.Batches, sum.Requests.BatchedReads, sum.Requests.Direct, float64(sum.VmHWMKiB)/1024, sum.Warnings)
-	table += fmt.Sprintf("   monitor start → all outcomes: %s\n", tEnd.Sub(tStart).Round(time.Second))
+	table += fmt.Sprintf("   monitor start → all outcomes: %s\n", tEnd.Sub(run.started).Round(time.Second))
 	for _, w := range wrong {
 		table += "   WRONG " + w + "\n"
 	}

@@ -1,19 +1,14 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,85 +91,17 @@ func BenchmarkMonitor(b *testing.B) {
 	wall0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	dep, err := s.DeploymentID(ctx, "idle", "idle")
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	// The runs, created through the API (not through the proxy).
-	t0 := time.Now()
-	ids := make([]string, n)
-	if err := parallel(n, 4, func(i int) error {
-		return retry(func() error {
-			_, run, err := s.CreateFlowRun(ctx, dep, map[string]any{"name": fmt.Sprintf("bench-%d", i), "idempotency_key": fmt.Sprintf("bench-%d-%d", t0.UnixNano(), i)})
-			if err != nil {
-				return err
-			}
-			ids[i], _ = run["id"].(string)
-			return nil
-		})
-	}); err != nil {
-		b.Fatalf("creating %d flow runs: %v", n, err)
-	}
-	created := time.Since(t0)
-	idsFile := filepath.Join(tmpRoot, "monitor-ids.txt")
-	if err := os.WriteFile(idsFile, []byte(strings.Join(ids, "\n")), 0o600); err != nil {
-		b.Fatal(err)
-	}
-
-	proc := filepath.Join(tmpRoot, "monitorproc")
-	build := exec.Command("go", "build", "-o", proc, "./tests/bench/monitorproc")
-	build.Dir = tl.root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building monitorproc: %v\n%s", err, out)
-	}
-	monCache := filepath.Join(tmpRoot, "monitor-cache")
-	if out, err := exec.Command(proc, "-warm", "-cache-dir", monCache).CombinedOutput(); err != nil {
-		b.Fatalf("monitorproc -warm: %v\n%s", err, out)
-	}
+	ids, idsFile, created := createIdleRuns(ctx, b, s, n, "bench", "monitor-ids.txt")
+	mp := buildMonitorproc(b, tl.root)
 	proxy := rig.NewFaultProxy(s.URL)
 	defer proxy.Close()
 	proxy.RateLimit(625, time.Minute)
 
 	outFile := filepath.Join(tmpRoot, "monitor-outcomes.json")
-	cmd := exec.Command(proc, "-api", proxy.URL(), "-ids", idsFile, "-interval", fmt.Sprint(int(interval/time.Second)),
-		"-out", outFile, "-cache-dir", monCache)
-	cmd.Env = cleanEnv(nil)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	tStart := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
-	lines := make(chan string, 4)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	expect := func(prefix string, within time.Duration) string {
-		select {
-		case l, ok := <-lines:
-			if !ok || !strings.HasPrefix(l, prefix) {
-				b.Fatalf("monitorproc: want %q, got %q\n%s", prefix, l, stderr.String())
-			}
-			return l
-		case <-time.After(within):
-			b.Fatalf("monitorproc: no %q after %s\n%s", prefix, within, stderr.String())
-		}
-		return ""
-	}
-	following := expect("following", 10*time.Minute)
+	run := mp.start(b, "-api", proxy.URL(), "-ids", idsFile, "-interval", fmt.Sprint(int(interval/time.Second)),
+		"-out", outFile)
+	defer run.stop()
+	following := run.expect("following", 10*time.Minute)
 	tFollow := time.Now()
 
 	// Steady state: count the reads of two whole intervals, after the first.
@@ -190,69 +117,12 @@ func BenchmarkMonitor(b *testing.B) {
 	}
 
 	// Drive every run to its end, directly on the server.
-	want := make(map[string]string, n)
-	for i, id := range ids {
-		want[id] = "COMPLETED"
-		if i%10 == 9 {
-			want[id] = "FAILED"
-		}
-	}
-	t1 := time.Now()
-	if err := parallel(n, 4, func(i int) error {
-		st := want[ids[i]]
-		return retry(func() error {
-			code, body, err := s.Do(ctx, "POST", "/flow_runs/"+ids[i]+"/set_state",
-				map[string]any{"state": map[string]any{"type": st, "name": strings.ToUpper(st[:1]) + strings.ToLower(st[1:])}, "force": true})
-			if err == nil && code != 200 && code != 201 {
-				err = fmt.Errorf("set_state %s: HTTP %d: %s", ids[i], code, body)
-			}
-			return err
-		})
-	}); err != nil {
-		b.Fatal(err)
-	}
-	driven := time.Since(t1)
-	done := expect("done ", 10*time.Minute+3*interval)
+	d := driveToEnds(ctx, b, s, ids)
+	t1, driven := d.start, d.took
+	sum := run.done(10*time.Minute + 3*interval)
 	tEnd := time.Now()
 
-	var sum struct {
-		Runs      int   `json:"runs"`
-		ElapsedMS int64 `json:"elapsed_ms"`
-		VmHWMKiB  int64 `json:"vmhwm_kib"`
-		Warnings  int   `json:"warnings"`
-		Requests  struct {
-			Batches, BatchedReads, Direct int64
-		} `json:"requests"`
-	}
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(done, "done ")), &sum); err != nil {
-		b.Fatalf("monitorproc summary %q: %v", done, err)
-	}
-	raw, err := os.ReadFile(outFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var outs map[string]struct {
-		Exit  int    `json:"exit"`
-		State string `json:"state"`
-		Desc  string `json:"desc"`
-	}
-	if err := json.Unmarshal(raw, &outs); err != nil {
-		b.Fatal(err)
-	}
-	correct := 0
-	var wrong []string
-	for id, st := range want {
-		o, ok := outs[id]
-		wantExit := 0
-		if st == "FAILED" {
-			wantExit = 1
-		}
-		if ok && o.Exit == wantExit && o.State == st {
-			correct++
-		} else if len(wrong) < 5 {
-			wrong = append(wrong, fmt.Sprintf("%s: want %s/%d, got %+v", id, st, wantExit, o))
-		}
-	}
+	outs, correct, wrong, _ := judgeOutcomes(b, outFile, ids, d)
 	log := proxy.Log()
 	var total, filters, singles, limited int
 	var limitedAnswered int
@@ -287,7 +157,7 @@ func BenchmarkMonitor(b *testing.B) {
 	table += fmt.Sprintf("   requests through the proxy: %d (%d filter reads, %d single reads, %d refused); monitor counters: %d batches carrying %d reads, %d other; %d warnings\n",
 		total, filters, singles, limited, sum.Requests.Batches, sum.Requests.BatchedReads, sum.Requests.Direct, sum.Warnings)
 	table += fmt.Sprintf("   last state set → last outcome: %s; monitor start → all outcomes: %s (%s after it followed all)\n",
-		tEnd.Sub(t1.Add(driven)).Round(time.Millisecond), tEnd.Sub(tStart).Round(time.Second), tEnd.Sub(tFollow).Round(time.Second))
+		tEnd.Sub(t1.Add(driven)).Round(time.Millisecond), tEnd.Sub(run.started).Round(time.Second), tEnd.Sub(tFollow).Round(time.Second))
 	table += fmt.Sprintf("   wall time of the whole bench (create, follow, drive, outcomes): %s\n", time.Since(wall0).Round(time.Second))
 	table += fmt.Sprintf("   one CLI process per run instead: %d processes × ~52 MiB ≈ %.0f GiB, and %d reads per interval\n", n, float64(n)*52/1024, n)
 	for _, w := range wrong {
