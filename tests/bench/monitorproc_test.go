@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,6 +146,31 @@ type monitorprocSummary struct {
 		Batches, BatchedReads, Direct, LastMinute int64
 	} `json:"requests"`
 	PeakLastMinute int64 `json:"peak_last_minute"`
+	// WarningKinds counts the warnings by text, ids and numbers cut out.
+	WarningKinds map[string]int `json:"warning_kinds"`
+}
+
+// warningLines are the table lines for the most frequent kinds of warning.
+func (s monitorprocSummary) warningLines(most int) string {
+	kinds := make([]string, 0, len(s.WarningKinds))
+	for k := range s.WarningKinds {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if a, b := s.WarningKinds[kinds[i]], s.WarningKinds[kinds[j]]; a != b {
+			return a > b
+		}
+		return kinds[i] < kinds[j]
+	})
+	var out string
+	for i, k := range kinds {
+		if i == most {
+			out += fmt.Sprintf("   warnings: %d more kinds\n", len(kinds)-most)
+			break
+		}
+		out += fmt.Sprintf("   warning ×%d: %s\n", s.WarningKinds[k], k)
+	}
+	return out
 }
 
 // done waits (within the given time) for the line "done {...}" and
