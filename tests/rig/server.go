@@ -355,6 +355,14 @@ func (s *Server) csrfToken(ctx context.Context, c *http.Client) (string, error) 
 	return s.csrf, nil
 }
 
+// DoJSON is Do that retries a busy server's answers, fails on non-2xx
+// (HTTPError) and decodes into out; see doJSON. A test's own set-up
+// requests use it, so that a server busy with parallel tests does not
+// fail them.
+func (s *Server) DoJSON(ctx context.Context, method, path string, body, out any) (int, error) {
+	return s.doJSON(ctx, method, path, body, out)
+}
+
 // doJSON is Do that fails on non-2xx (HTTPError) and decodes into out.
 // Like Prefect's own client it retries 429, 502 and 503 (SQLite "database is
 // locked" surfaces as 503 under parallel load) up to 11 attempts (~17 s,
