@@ -123,7 +123,8 @@ func scenarioConfig(t *testing.T, s *flowruntest.Script) host.RunConfig {
 // transcript the native machine wrote with scripted effects.
 func TestDifferential(t *testing.T) {
 	ctx := context.Background()
-	rt, err := host.NewRuntime(ctx, host.PluginWasm, host.WithInterpreter())
+	// Compiled from the cache TestMain warmed: the interpreter took 4× as long.
+	rt, err := host.NewRuntime(ctx, host.PluginWasm, host.WithCacheDir(cacheDir))
 	if err != nil {
 		t.Fatal(err)
 	}

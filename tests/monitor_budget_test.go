@@ -16,6 +16,7 @@ import (
 // reads go out one each 5 s, and both runs end COMPLETED. Without the
 // budget the same polls are refused.
 func TestE2E_MonitorBudget(t *testing.T) {
+	t.Parallel() // its own proxy and Monitor; it waits out its budget, about 100 s
 	const budget = 12
 	env := e2e(t)
 	mr := newMonitorRig(t, env)

@@ -135,6 +135,7 @@ func filterIDs(body []byte) []string {
 // CLI reports them, their polls go out as batched filter reads, and a run
 // that does not exist is reported as the CLI reports it.
 func TestE2E_Monitor(t *testing.T) {
+	t.Parallel() // its own proxy (or server) and Monitor
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	m := mr.start(t, monitor.NewMemoryStore())
@@ -236,6 +237,7 @@ func TestE2E_Monitor(t *testing.T) {
 // after a launch was accepted, resume from a file store in a new Monitor
 // with no duplicate flow run.
 func TestE2E_MonitorRestart(t *testing.T) {
+	t.Parallel() // its own proxy (or server) and Monitor
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	dir := t.TempDir()
@@ -306,6 +308,7 @@ func TestE2E_MonitorRestart(t *testing.T) {
 // one batch, no sooner than the server asked, and every run still ends
 // right.
 func TestE2E_MonitorBatchRetry(t *testing.T) {
+	t.Parallel() // its own proxy (or server) and Monitor
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	mr.proxy.Add(rig.Rule{Method: "POST", Path: regexp.MustCompile(`/flow_runs/filter$`), Times: 2,
@@ -370,6 +373,7 @@ func TestE2E_MonitorBatchRetry(t *testing.T) {
 // TestE2E_MonitorEvents: with an events hub, runs polled only every 60 s
 // end when Prefect's events say so, each confirmed by a (batched) read.
 func TestE2E_MonitorEvents(t *testing.T) {
+	t.Parallel() // its own proxy (or server) and Monitor
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	base, err := prefect.ValidateAPIBase(mr.proxy.URL(), false)
@@ -408,6 +412,7 @@ func TestE2E_MonitorEvents(t *testing.T) {
 // limit over 5 with 422, the Monitor's batches shrink to 5 runs and every
 // run ends as its read says; none fails for the limit.
 func TestE2E_MonitorServerLimit(t *testing.T) {
+	t.Parallel() // its own proxy (or server) and Monitor
 	if runtime.GOOS != "linux" && !rig.Required() {
 		t.Skip("the e2e rig runs on Linux")
 	}
