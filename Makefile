@@ -130,6 +130,8 @@ fuzz: ## each fuzzer for $(FUZZTIME_LONG)
 
 bench: build venv.tools ## start-up and per-run figures, side by side with the Prefect CLI
 	$(GO) test -count=1 -timeout 120m -run '^$$' -bench . ./tests/bench/... 2>&1 | tee bench.out
+	@# The CPU of one poll of a waiting run, through the plugin (as the Monitor steps it) and natively.
+	$(GO) test -count=1 -run '^$$' -bench '^Benchmark(StepPoll|Poll)$$' ./host/ ./plugin/flowrun/ 2>&1 | tee -a bench.out
 
 lint: ## go vet plus pinned staticcheck (both modules)
 	$(GO) vet ./...
