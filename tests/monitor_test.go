@@ -251,21 +251,30 @@ func TestE2E_MonitorRestart(t *testing.T) {
 	var watches []*monitor.Watch
 	for i := range 3 {
 		key := fmt.Sprintf("%s-%d", tag, i)
-		w, err := m1.Launch(key, abi.Fields{Deployment: "sleepy/sleepy", PollInterval: "1", Parameters: `{"parameters":{"seconds":8}}`})
+		w, err := m1.Launch(key, abi.Fields{Deployment: "sleepy/sleepy", PollInterval: "1", Parameters: `{"parameters":{"seconds":20}}`})
 		if err != nil {
 			t.Fatal(err)
 		}
 		keys, watches = append(keys, key), append(watches, w)
 	}
-	// Wait until each is known to be running, then stop mid-wait.
+	// Wait until all three are known to be running at once, then stop
+	// mid-wait. Each runs 20 s, so that a busy machine (the e2e tests run
+	// side by side) still sees all three running before any ends.
 	deadline := time.Now().Add(2 * time.Minute)
-	for _, w := range watches {
-		for w.Fields().FlowRunState != "RUNNING" {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never seen RUNNING: %+v", w.Key(), w.Fields())
+	for running := 0; running < len(watches); {
+		running = 0
+		for _, w := range watches {
+			switch st := w.Fields().FlowRunState; st {
+			case "RUNNING":
+				running++
+			case "COMPLETED", "FAILED", "CRASHED", "CANCELLED":
+				t.Fatalf("%s ended %s before all three were seen running: %+v", w.Key(), st, w.Fields())
 			}
-			time.Sleep(100 * time.Millisecond)
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d seen RUNNING after 2 minutes", running, len(watches))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	late := tag + "-late"
 	if _, err := m1.Launch(late, abi.Fields{Deployment: "ok/ok", PollInterval: "1"}); err != nil {
