@@ -19,6 +19,7 @@ import (
 // first read. Runs are launched at five phases of a 4 s interval, so that
 // batches have riders.
 func TestMonitorRidersAreNotPolls(t *testing.T) {
+	t.Parallel() // waits in real time; overlaps the package's other slow tests
 	const (
 		n        = 5
 		interval = 4 * time.Second
@@ -94,6 +95,7 @@ func limitedFilter(f *fakePrefect, max int, named bool, refused *int) func(http.
 // batches (the limit the server names, else half) and remembers the size,
 // and no run fails for it.
 func TestMonitorServerLimit(t *testing.T) {
+	t.Parallel() // waits in real time; overlaps the package's other slow tests
 	for _, tc := range []struct {
 		name   string
 		named  bool

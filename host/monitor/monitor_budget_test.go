@@ -135,6 +135,7 @@ func (c fastClock) Sleep(ctx context.Context, d time.Duration) error {
 // goes out before the Retry-After has passed, and reads waiting for a
 // token share their request.
 func TestMonitorBudgetPacesAndFinishes(t *testing.T) {
+	t.Parallel() // waits in real time; overlaps the package's other slow tests
 	const n, budget = 40, 2
 	vc := fastClock{time.Now(), 20}
 	type call struct {

@@ -19,6 +19,7 @@ import (
 // stream was lost), in /flow_runs/filter batches, and not at all while the
 // server accepts the filter and closes again (flapping).
 func TestMonitorEventsCatchUp(t *testing.T) {
+	t.Parallel() // waits in real time; overlaps the package's other slow tests
 	const n, flaps = 20, 6
 	ids := make([]string, n)
 	for i := range ids {

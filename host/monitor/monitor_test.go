@@ -22,6 +22,7 @@ import (
 // exist, and a refused batch is retried as one batch, after its
 // Retry-After, with no other request meanwhile.
 func TestMonitorBatchedReads(t *testing.T) {
+	t.Parallel() // waits in real time; overlaps the package's other slow tests
 	const n = 30
 	ids := make([]string, n)
 	for i := range ids {
