@@ -11,7 +11,7 @@ VENV    := .venv
 # Pinned tools, run with `go run tool@version`.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WAZERO_CLI  := github.com/tetratelabs/wazero/cmd/wazero@v1.12.0
-FUZZTIME    ?= 10s
+FUZZTIME    ?= 5s
 FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
