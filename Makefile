@@ -70,14 +70,10 @@ test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e 
 	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 20m -p 1 -parallel 4 \
 	  $$($(GO) list ./tests/... | grep -v '/tests/rig$$')
 	@cat bin/test-report.txt
-	@# The rig's own tests and the Temporal module each start their own Prefect server and mostly wait on it:
-	@# they run side by side, the Temporal module's output after the rig's. (The fuzzers beside them as well
-	@# starved the rig's SQLite server: "database is locked" past the rig's retries.)
-	@echo "go test ./tests/rig, beside make test.temporal"
-	@$(MAKE) --no-print-directory test.temporal > bin/test-temporal.out 2>&1 & tpid=$$!; \
-	  $(GO) test -count=1 -timeout 10m ./tests/rig && rc=0 || rc=$$?; \
-	  wait $$tpid || rc=1; cat bin/test-temporal.out; exit $$rc
-	$(MAKE) --no-print-directory test.pyextism test.wasm fuzz-short
+	@# The rig's own tests after the e2e package, one Prefect-backed package at a time: run beside the
+	@# Temporal module's, its SQLite server answered 503 "database is locked" past the rig's retries.
+	$(GO) test -count=1 -timeout 10m ./tests/rig
+	$(MAKE) --no-print-directory test.pyextism test.temporal test.wasm fuzz-short
 
 test.unit: ## tests that need no Prefect server
 	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
