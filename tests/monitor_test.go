@@ -237,7 +237,8 @@ func TestE2E_Monitor(t *testing.T) {
 // after a launch was accepted, resume from a file store in a new Monitor
 // with no duplicate flow run.
 func TestE2E_MonitorRestart(t *testing.T) {
-	t.Parallel() // its own proxy (or server) and Monitor
+	// Not parallel: it needs its three runs running at once, and beside
+	// other tests the runner started them more than 20 s apart.
 	env := e2e(t)
 	mr := newMonitorRig(t, env)
 	dir := t.TempDir()
