@@ -24,7 +24,7 @@ FUZZTIME_LONG ?= 5m
 
 export CGO_ENABLED ?= 0
 
-.PHONY: help build plugin plugin-check venv.tools venv2 test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full test.scale fuzz fuzz-short bench lint demo venv clean uac
+.PHONY: help build plugin plugin-check venv.tools venv2 wine test test.unit test.wasm test.e2e test.pyextism temporal test.temporal test.temporal-full test.scale fuzz fuzz-short bench lint demo venv clean uac
 
 help: ## list the targets
 	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -67,12 +67,11 @@ venv.tools: venv ## add the test and build tools to .venv: uip-cli, pytest, exti
 venv2: ## create/refresh .venv-prefect2: Prefect 2.20, for TestE2E_Prefect2 only (cached)
 	bash tests/rig/venv.sh .venv-prefect2 tests/rig/requirements-prefect2.txt
 
-test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/tests')
+test: plugin-check ## everything CI runs: vet, unit, wasm, e2e against a real Prefect server, bounded fuzzing
+	@# The installs (PyPI; Debian's Wine when missing) wait on the network, the unit tests on the CPU: side by side.
+	@# Each part's output is printed whole when it ends.
+	$(MAKE) --no-print-directory -j 4 --output-sync=target venv.tools venv2 wine test.unit
 	@mkdir -p bin && rm -f bin/test-report.txt
-	@# The Windows binary's test runs under Debian's Wine: install it when missing.
-	bash tests/rig/wine.sh
 	@# The e2e package: its tests share one Prefect server (a few start their own) and mostly wait on flow
 	@# runs, so four run at once (the default is one per core: 544 s against 358 s on 2 cores).
 	UE_PREFECT_TEST_REPORT=$(CURDIR)/bin/test-report.txt $(GO) test -count=1 -timeout 20m -p 1 -parallel 4 \
@@ -83,8 +82,12 @@ test: plugin-check venv.tools venv2 ## everything CI runs: vet, unit, wasm, e2e 
 	$(GO) test -count=1 -timeout 10m ./tests/rig
 	$(MAKE) --no-print-directory test.pyextism test.temporal test.wasm fuzz-short
 
-test.unit: ## tests that need no Prefect server
-	$(GO) test -count=1 ./abi/... ./plugin/... ./host/...
+test.unit: ## vet, and the tests that need no Prefect server
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 10m ./abi/... ./plugin/... ./host/...
+
+wine: ## install Debian's Wine when missing (the Windows binary's test runs under it)
+	bash tests/rig/wine.sh
 
 test.wasm: ## run the pure packages' tests compiled to wasip1, under wazero
 	@test -x "$$($(GO) env GOPATH)/bin/wazero" || $(GO) install $(WAZERO_CLI)
