@@ -59,9 +59,30 @@ func step() int32 {
 		default:
 			return nil, fmt.Errorf("step: want input (first step) or checkpoint and event")
 		}
-		return abi.StepOutput{Checkpoint: m.Checkpoint(), Commands: cmds}, nil
+		return stepOutput(m.Checkpoint(), cmds)
 	})
 }
+
+// stepOutput writes an abi.StepOutput. json.Marshal would re-validate and
+// compact the checkpoint, which Checkpoint already wrote compact with
+// json.Marshal; the bytes are the same, without that second scan (about a
+// fifth of a poll's CPU, natively).
+func stepOutput(checkpoint []byte, cmds []abi.Command) (rawJSON, error) {
+	commands, err := json.Marshal(cmds)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(checkpoint)+len(commands)+len(`{"checkpoint":,"commands":}`))
+	out = append(out, `{"checkpoint":`...)
+	out = append(out, checkpoint...)
+	out = append(out, `,"commands":`...)
+	out = append(out, commands...)
+	return append(out, '}'), nil
+}
+
+// rawJSON is an export's output that is already JSON: guard writes it as
+// it is.
+type rawJSON []byte
 
 // maxStepDepth bounds the nesting of a step's input. An event carries a
 // response body three levels down ({"event":{"http":{"body":…}}}), and the
@@ -90,6 +111,10 @@ func guard(f func() (any, error)) (rc int32) {
 		}
 	}()
 	v, err := f()
+	if raw, ok := v.(rawJSON); ok && err == nil {
+		pdk.Output(raw)
+		return 0
+	}
 	if err == nil {
 		var out []byte
 		if out, err = json.Marshal(v); err == nil {
