@@ -74,20 +74,22 @@ func (m *Machine) restore(checkpoint []byte) error {
 	if e := CheckJSON(string(checkpoint), MaxResponseDepth); e != "" {
 		return fmt.Errorf("checkpoint is not valid JSON: %s", e)
 	}
-	var v struct {
-		V int `json:"v"`
-	}
-	if err := json.Unmarshal(checkpoint, &v); err != nil {
-		return fmt.Errorf("checkpoint does not decode: %v", err)
-	}
-	switch {
-	case v.V >= 1 && v.V < CheckpointVersion:
-		return fmt.Errorf("checkpoint version %d, want %d: it was written by an earlier ue-prefect; resume it with that release, or run without it to start afresh (the same idempotency key re-attaches to a flow run it launched)", v.V, CheckpointVersion)
-	case v.V != CheckpointVersion:
-		return fmt.Errorf("checkpoint version %d, want %d", v.V, CheckpointVersion)
-	}
+	// One decode when all is well. Otherwise the version speaks first: a
+	// checkpoint of another version may not decode as this one's state.
 	var s state
-	if err := json.Unmarshal(checkpoint, &s); err != nil {
+	if err := json.Unmarshal(checkpoint, &s); err != nil || s.V != CheckpointVersion {
+		var v struct {
+			V int `json:"v"`
+		}
+		if err := json.Unmarshal(checkpoint, &v); err != nil {
+			return fmt.Errorf("checkpoint does not decode: %v", err)
+		}
+		switch {
+		case v.V >= 1 && v.V < CheckpointVersion:
+			return fmt.Errorf("checkpoint version %d, want %d: it was written by an earlier ue-prefect; resume it with that release, or run without it to start afresh (the same idempotency key re-attaches to a flow run it launched)", v.V, CheckpointVersion)
+		case v.V != CheckpointVersion:
+			return fmt.Errorf("checkpoint version %d, want %d", v.V, CheckpointVersion)
+		}
 		return fmt.Errorf("checkpoint does not decode: %v", err)
 	}
 	// The invariants Step relies on: an outstanding request or retry has

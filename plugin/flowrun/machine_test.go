@@ -98,6 +98,8 @@ func TestRestoreErrors(t *testing.T) {
 		{"no version", `{}`, "checkpoint version 0, want 2"},
 		{"newer version", `{"v":3,"action":"launch_flow_run"}`, "checkpoint version 3, want 2"},
 		{"null", `null`, "checkpoint version 0, want 2"},
+		{"this version, a field of the wrong type", `{"v":2,"config":"fast"}`, "checkpoint does not decode: json: cannot unmarshal string"},
+		{"newer version, a field of the wrong type", `{"v":3,"config":"fast"}`, "checkpoint version 3, want 2"},
 		{"version 1, from an earlier release", string(v1), "checkpoint version 1, want 2: it was written by an earlier ue-prefect"},
 		{"unknown operation", `{"v":2,"pending":{"op":"teleport"}}`, `unknown operation "teleport"`},
 		{"request without the request", `{"v":2,"pending":{"op":"read_flow_run"}}`, `outstanding operation "read_flow_run" without its request`},
