@@ -133,6 +133,7 @@ func BenchmarkMonitorBudget(b *testing.B) {
 	table += fmt.Sprintf("%-58s %14s\n", "detection delay max", pctl(delays, 1).Round(10*time.Millisecond))
 	table += fmt.Sprintf("   requests through the proxy: %d filter reads, %d others; monitor counters: %d batches carrying %d reads, %d other; peak RSS %.1f MiB; %d warnings\n",
 		filters, others, sum.Requests.Batches, sum.Requests.BatchedReads, sum.Requests.Direct, float64(sum.VmHWMKiB)/1024, sum.Warnings)
+	table += sum.warningLines(5)
 	table += fmt.Sprintf("   monitor start → all outcomes: %s\n", tEnd.Sub(run.started).Round(time.Second))
 	for _, w := range wrong {
 		table += "   WRONG " + w + "\n"
